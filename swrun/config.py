@@ -1,0 +1,87 @@
+"""The settings of one run: which project, which database, which environment, where files go."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy.engine import URL, Engine
+
+from . import database
+from .migrations import Project
+
+URL_ENV = "SWRUN_DATABASE_URL"
+ENVIRONMENTS = ("development", "test", "staging", "production")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def default_operator() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class RunContext:
+    """Everything a checklist step needs; steps take one of these and nothing global.
+
+    The URL given here (or found in ``$SWRUN_DATABASE_URL``) is the only place the
+    password lives; everything printed or stored uses :attr:`redacted_url`.
+    """
+
+    project_path: str | None = None
+    database_url: str | None = None
+    environment: str = "development"
+    backup_dir: Path = Path("backups")
+    run_id: str = field(default_factory=new_run_id)
+    operator: str = field(default_factory=default_operator)
+    lock_wait_s: float = 30.0
+    lock_timeout: str = "10s"
+    long_transaction_s: float = 300.0
+    state_home: str | None = None
+
+    @cached_property
+    def project(self) -> Project:
+        return Project.load(self.project_path)
+
+    @cached_property
+    def url(self) -> URL:
+        given = self.database_url or os.environ.get(URL_ENV)
+        if given:
+            return database.normalize_url(given)
+        from .embedded import EmbeddedServer
+
+        return database.normalize_url(EmbeddedServer(self.state_home).start().url())
+
+    @property
+    def uses_embedded(self) -> bool:
+        return not (self.database_url or os.environ.get(URL_ENV))
+
+    @property
+    def redacted_url(self) -> str:
+        return database.redact(self.url)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return database.make_engine(self.url)
+
+    @property
+    def identity(self) -> database.Identity:
+        return database.identity(self.url)
+
+    def scrub(self, text: str) -> str:
+        return database.scrub(text, self.url)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()

