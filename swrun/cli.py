@@ -163,14 +163,12 @@ def _print_result(result, args) -> None:
     for name, table in result.tables.items():
         if name == "history" and not getattr(args, "history", False):
             continue
-        if name == "sql" and not getattr(args, "show_sql", False):
-            table = table.drop(columns=["sql"])
         if len(table):
             print()
             print(table.to_string(index=False))
-    if getattr(args, "show_sql", False) and "file" in result.data:
-        print()
-        print(Path(result.data["file"]).read_text())
+    if getattr(args, "show_sql", False):
+        for title, sql in result.code.items():
+            print(f"\n-- {title}\n{sql}")
 
 
 def _runbook(args) -> int:

@@ -166,10 +166,12 @@ class Identity:
 
 
 def identity(url: URL) -> Identity:
-    host = url.host or url.query.get("host") or "localhost"
-    if isinstance(host, tuple):
-        host = host[0]
-    return Identity(host=str(host), port=int(url.port or 5432), database=url.database or "", user=url.username or "")
+    def first(value):
+        return value[0] if isinstance(value, tuple) else value
+
+    host = url.host or first(url.query.get("host")) or "localhost"
+    port = url.port or first(url.query.get("port")) or 5432
+    return Identity(host=str(host), port=int(port), database=url.database or "", user=url.username or "")
 
 
 def server_facts(conn: Connection) -> dict:

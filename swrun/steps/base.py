@@ -18,6 +18,7 @@ class StepResult:
     summary: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)  # name -> pandas.DataFrame
+    code: dict[str, str] = field(default_factory=dict)  # title -> SQL, shown as code blocks
     seconds: float = 0.0
     error: str | None = None
 

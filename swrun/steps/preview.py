@@ -34,7 +34,8 @@ def run(ctx: RunContext, target: str = "head", current: tuple[str, ...] | None =
         } for r in revisions]
     result = StepResult("preview", data={"file": str(path), "revisions": [r["revision"] for r in rows],
                                          "statements": sum(r["statements"] for r in rows)})
-    result.tables["sql"] = pd.DataFrame(rows, columns=["revision", "description", "statements", "sql"])
+    result.tables["revisions"] = pd.DataFrame(rows, columns=["revision", "description", "statements"])
+    result.code = {f"{r['revision']} {r['description']}": r["sql"] for r in rows}
     result.summary = f"{len(rows)} revision(s), {result.data['statements']} statement(s) -> {path}" if rows else "nothing pending; no SQL to run"
     result.seconds = t.seconds
     return result

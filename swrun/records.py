@@ -1,0 +1,83 @@
+"""Where run records live and how they are written: owner-only, atomic, secret-free.
+
+Layout: ``reports/<env>/<YYYY>/<MM>/<utc-time>_<runbook>_<run-id>.ipynb``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+from sqlalchemy.engine import URL
+
+from .errors import UsageError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Names that become path parts: no separators, no traversal."""
+    if not value or not _NAME.match(value) or ".." in value:
+        raise UsageError(f"invalid {kind} {value!r}: use letters, digits, '.', '_' and '-'")
+    return value
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def record_path(reports_dir: Path, environment: str, runbook: str, run_id: str, when: dt.datetime) -> Path:
+    check_name("environment", environment)
+    check_name("runbook name", runbook)
+    return (Path(reports_dir) / environment / f"{when:%Y}" / f"{when:%m}"
+            / f"{when:%Y%m%dT%H%M%SZ}_{runbook}_{run_id}.ipynb")
+
+
+def prepare_dir(path: Path) -> None:
+    """Create the record's directory (owner-only) and prove it is writable, before any kernel starts."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".swrun-write-test"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"reports directory {path.parent} is not writable: {exc.strerror or exc}") from None
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write via a temporary file in the same directory and rename: never a half-written record."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def secret_forms(url: URL) -> list[str]:
+    """Every spelling of the URL's password that could end up in text."""
+    if not url.password:
+        return []
+    raw = str(url.password)
+    forms = {raw, quote(raw, safe=""), quote_plus(raw), json.dumps(raw)[1:-1]}
+    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> tuple[str, int]:
+    """Replace every secret in ``text`` by ***; returns the text and how many were found."""
+    found = 0
+    for secret in secrets:
+        n = text.count(secret)
+        if n:
+            found += n
+            text = text.replace(secret, "***")
+    return text, found

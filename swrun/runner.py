@@ -1,0 +1,331 @@
+"""Execute a runbook with papermill and keep the executed notebook as the run's record.
+
+The order of things, each one before the next can go wrong:
+
+1. find the runbook and validate its parameters (no kernel yet);
+2. resolve the database URL (only its redacted form becomes a parameter) and prove the
+   reports directory writable;
+3. start one kernel over IPC (no TCP ports), the real URL in its environment only;
+4. papermill executes the notebook, saving it as it goes (a killed run leaves a record
+   marked incomplete); the terminal shows each step as it starts and ends;
+5. whatever happened, the kernel is shut down (killed if need be), the notebook is
+   scanned for the secret, stamped with the outcome at the top and in ``metadata.swrun``,
+   and written owner-only, atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import params as params_mod
+from . import records
+from .errors import StepFailed, UsageError
+
+RUNBOOKS_DIR = Path(__file__).parent / "runbooks"
+NAMESPACE = "swrun"
+
+
+def runbook_path(name: str) -> Path:
+    candidate = Path(name)
+    if candidate.suffix == ".ipynb" or "/" in name:
+        path = candidate
+    else:
+        path = RUNBOOKS_DIR / f"{name}.ipynb"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in RUNBOOKS_DIR.glob("*.ipynb")))
+        raise UsageError(f"no runbook {name!r}", hint=f"known runbooks: {known}")
+    return path
+
+
+def load_notebook(path: Path):
+    import nbformat
+
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as exc:
+        raise UsageError(f"{path} is not a readable notebook: {type(exc).__name__}") from None
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    record: Path
+    outcome: str  # succeeded | failed | interrupted
+    failed_step: str | None = None
+    message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    redactions: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        if self.outcome == "succeeded":
+            return 0
+        return 130 if self.outcome == "interrupted" else StepFailed.exit_code
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "record": str(self.record), "outcome": self.outcome, "failed_step": self.failed_step,
+                "message": self.message, "timings": self.timings, "redactions": self.redactions}
+
+
+class _Progress:
+    """Prints each step as it starts and ends, from papermill's cell hooks."""
+
+    def __init__(self, enabled: bool, stream=sys.stderr):
+        self.enabled = enabled
+        self.stream = stream
+        self.started: dict[int, float] = {}
+        self.first_cell_at: float | None = None
+
+    def _step_of(self, cell) -> str | None:
+        for tag in cell.get("metadata", {}).get("tags", []):
+            if tag.startswith("step:"):
+                return tag[5:]
+        return None
+
+    def on_cell_start(self, cell, cell_index):
+        if self.first_cell_at is None:
+            self.first_cell_at = time.perf_counter()
+        step = self._step_of(cell)
+        self.started[cell_index] = time.perf_counter()
+        if step and self.enabled:
+            print(f"  → {step} ...", file=self.stream, flush=True)
+
+    def on_cell_executed(self, cell, cell_index, execute_reply):
+        step = self._step_of(cell)
+        if not step or not self.enabled:
+            return
+        result = step_results([cell]).get(step)
+        took = time.perf_counter() - self.started.get(cell_index, time.perf_counter())
+        if result:
+            mark = {"ok": "✓", "warning": "!", "skipped": "-"}.get(result["outcome"], "✗")
+            print(f"  {mark} {step} {result['outcome']} ({took:.2f}s): {result['summary']}", file=self.stream, flush=True)
+        else:
+            print(f"  ✗ {step} did not report a result ({took:.2f}s)", file=self.stream, flush=True)
+
+
+def step_results(cells) -> dict[str, dict]:
+    """The structured results the cells displayed under swrun's MIME type, by step."""
+    from .steps.base import MIME_TYPE
+
+    found: dict[str, dict] = {}
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if MIME_TYPE in data:
+                payload = data[MIME_TYPE]
+                found[payload["step"]] = dict(payload)
+    return found
+
+
+class _Kernel:
+    """One python3 kernel over IPC in a private directory; always stopped, killed if need be."""
+
+    def __init__(self, env: dict[str, str], cwd: str, start_timeout: float):
+        from jupyter_client.manager import AsyncKernelManager
+
+        self.dir = tempfile.mkdtemp(prefix="swrun-kernel-")
+        self.km = AsyncKernelManager(kernel_name="python3", transport="ipc",
+                                     connection_file=os.path.join(self.dir, "kernel.json"))
+        self.env, self.cwd, self.start_timeout = env, cwd, start_timeout
+        self.pid: int | None = None
+
+    def start(self) -> float:
+        from jupyter_core.utils import run_sync
+
+        t0 = time.perf_counter()
+        try:
+            run_sync(self.km.start_kernel)(env=self.env, cwd=self.cwd)
+        except Exception as exc:
+            raise UsageError(f"the python3 kernel did not start: {type(exc).__name__}: {exc}",
+                             hint="is ipykernel installed in swrun's environment?") from None
+        prov = self.km.provisioner
+        self.pid = getattr(prov, "pid", None) or getattr(getattr(prov, "process", None), "pid", None)
+        return time.perf_counter() - t0
+
+    def stop(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        with contextlib.suppress(BaseException):
+            if self.km.has_kernel:
+                run_sync(self.km.shutdown_kernel)(now=True)
+        if self.pid:
+            # start_new_session made the kernel a group leader: take any children with it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, project: str | None = None,
+                database_url: str | None = None, environment: str = "development", reports_dir: Path = Path("reports"),
+                backup_dir: Path = Path("backups"), operator: str | None = None, cell_timeout: float = 3600,
+                kernel_timeout: float = 60, progress: bool = True, run_id: str | None = None) -> RunOutcome:
+    import papermill as pm
+
+    from .config import URL_ENV, RunContext, default_operator, new_run_id
+
+    timings: dict[str, float] = {}
+    t_total = time.perf_counter()
+    path = runbook_path(runbook)
+    nb = load_notebook(path)
+    name = path.stem
+    given = params_mod.validate(nb, raw_parameters or {})
+    declared = params_mod.declared(nb)
+
+    ctx = RunContext(project_path=project, database_url=database_url, environment=records.check_name("environment", environment))
+    url = ctx.url  # parses (UsageError on a bad URL) and starts the embedded server if needed
+    run_id = run_id or new_run_id()
+    supplied = {"environment": environment, "project": project or "", "backup_dir": str(backup_dir),
+                "operator": operator or default_operator(), "run_id": run_id, "database": ctx.redacted_url,
+                "runbook": name}
+    parameters = {k: v for k, v in supplied.items() if k in declared}
+    parameters.update(given)
+    started = records.utc_now()
+    record = records.record_path(reports_dir, environment, name, run_id, started)
+    old_umask = os.umask(0o077)  # records, previews and backups: owner-only
+    try:
+        records.prepare_dir(record)
+        env = {**os.environ, URL_ENV: url.render_as_string(hide_password=False), "SWRUN_RUN_ID": run_id,
+               "PYTHONUNBUFFERED": "1"}
+        env.pop("SWRUN_PLAIN_OUTPUT", None)
+        kernel = _Kernel(env, os.getcwd(), kernel_timeout)
+        out = _Progress(progress)
+        if progress:
+            print(f"swrun: {name} run {run_id} on {ctx.redacted_url} ({environment}); record: {record}", file=sys.stderr, flush=True)
+        executed, error, interrupted = None, None, False
+        t_kernel = time.perf_counter()
+        try:
+            t_kernel = time.perf_counter()
+            timings["kernel_start"] = kernel.start()
+            executed = pm.execute_notebook(
+                nb, str(record), parameters=parameters, kernel_name="python3", progress_bar=False,
+                start_timeout=kernel_timeout, execution_timeout=cell_timeout, km=kernel.km,
+                on_cell_start=out.on_cell_start, on_cell_executed=out.on_cell_executed,
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        except pm.PapermillExecutionError as exc:
+            error = f"{exc.ename}: {exc.evalue}"
+        except UsageError:
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            kernel.stop()
+        if out.first_cell_at is not None:
+            timings["kernel_ready"] = out.first_cell_at - t_kernel
+        if executed is None:
+            executed = _read_partial(record, nb)
+        timings["total"] = time.perf_counter() - t_total
+        outcome = _finish(executed, record, name, run_id, environment, ctx, parameters, started, timings, error, interrupted)
+    finally:
+        os.umask(old_umask)
+    if progress:
+        verdict = outcome.outcome.upper() + (f" at {outcome.failed_step}" if outcome.failed_step else "")
+        print(f"swrun: {verdict} in {timings['total']:.2f}s (kernel start {timings.get('kernel_start', 0):.2f}s); record: {record}",
+              file=sys.stderr, flush=True)
+        if outcome.redactions:
+            print(f"swrun: warning: {outcome.redactions} occurrence(s) of the database password were found and redacted", file=sys.stderr)
+        if outcome.message and outcome.outcome != "succeeded":
+            print(f"swrun: error: {outcome.message}", file=sys.stderr)
+    return outcome
+
+
+def _read_partial(record: Path, fallback):
+    import nbformat
+
+    with contextlib.suppress(Exception):
+        return nbformat.read(str(record), as_version=4)
+    return fallback
+
+
+def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, parameters: dict, started,
+            timings: dict, error: str | None, interrupted: bool) -> RunOutcome:
+    """Stamp the outcome into the notebook, scan it for the secret, write it atomically."""
+    import nbformat
+
+    results = step_results(nb.cells)
+    failed = next((r for r in results.values() if r["outcome"] in ("failed", "blocked")), None)
+    if interrupted:
+        outcome, message = "interrupted", "interrupted (Ctrl-C); the kernel was stopped"
+    elif error:
+        outcome, message = "failed", ctx.scrub(error)
+    elif failed:
+        outcome, message = "failed", failed.get("error") or failed["summary"]
+    elif not results and runbook == "deploy":
+        outcome, message = "failed", "no step reported a result"
+    else:
+        outcome, message = "succeeded", ""
+    failed_step = failed["step"] if failed else (_failing_cell_step(nb) if outcome != "succeeded" else None)
+    finished = records.utc_now()
+    for step, res in results.items():
+        timings[f"step:{step}"] = res.get("seconds", 0.0)
+    status = results.get("status", {}).get("data", {})
+    upgrade = results.get("upgrade", {}).get("data", {})
+    backup = results.get("backup", {}).get("data", {})
+    nb.metadata[NAMESPACE] = {
+        "run_id": run_id,
+        "runbook": runbook,
+        "environment": environment,
+        "operator": parameters.get("operator", ""),
+        "host": socket.gethostname(),
+        "started": started.isoformat(),
+        "finished": finished.isoformat(),
+        "outcome": outcome,
+        "failed_step": failed_step,
+        "message": message,
+        "database": ctx.redacted_url,
+        "identity": ctx.identity.as_dict(),
+        "revision_before": status.get("current") or upgrade.get("before"),
+        "revision_after": upgrade.get("after") or status.get("current"),
+        "fingerprint": status.get("fingerprint"),
+        "backup": {"file": backup.get("file"), "sha256": backup.get("sha256")} if backup else None,
+        "parameters": parameters,
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+        "steps": list(results.values()),
+    }
+    nb.cells = [c for c in nb.cells if "swrun-banner" not in c.get("metadata", {}).get("tags", [])]
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(_banner(nb.metadata[NAMESPACE]), metadata={"tags": ["swrun-banner"]}))
+    text, redactions = records.redact(nbformat.writes(nb), records.secret_forms(ctx.url))
+    if redactions:
+        nb = nbformat.reads(text, as_version=4)
+        nb.metadata[NAMESPACE]["redactions"] = redactions
+        text = nbformat.writes(nb)
+    records.write_atomic(record, text)
+    return RunOutcome(run_id, record, outcome, failed_step, message, timings, redactions)
+
+
+def _failing_cell_step(nb) -> str | None:
+    for cell in nb.cells:
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            for tag in cell.get("metadata", {}).get("tags", []):
+                if tag.startswith("step:"):
+                    return tag[5:]
+            return "cell"
+    return None
+
+
+def _banner(meta: dict) -> str:
+    icon = {"succeeded": "✅", "failed": "❌", "interrupted": "⚠️"}.get(meta["outcome"], "")
+    lines = [f"# {icon} {meta['runbook']} run `{meta['run_id']}`: {meta['outcome'].upper()}"
+             + (f" at step **{meta['failed_step']}**" if meta.get("failed_step") else "")]
+    if meta.get("message"):
+        lines.append(f"\n> {meta['message']}")
+    lines.append("\n| | |\n|---|---|")
+    for key in ("environment", "operator", "database", "started", "finished"):
+        lines.append(f"| {key} | {meta.get(key) or ''} |")
+    lines.append(f"| revision | {', '.join(meta.get('revision_before') or []) or '<base>'} → {', '.join(meta.get('revision_after') or []) or '<base>'} |")
+    if meta.get("steps"):
+        lines.append("\n| step | outcome | seconds | summary |\n|---|---|---|---|")
+        for s in meta["steps"]:
+            lines.append(f"| {s['step']} | {s['outcome']} | {s.get('seconds', 0):.2f} | {str(s.get('summary', '')).replace('|', '/')} |")
+    return "\n".join(lines)
