@@ -150,7 +150,10 @@ class EmbeddedServer:
         # Output goes to a temporary file: a pipe would be inherited by the postmaster and hang.
         with tempfile.TemporaryFile("w+") as out:
             try:
-                proc = subprocess.run([str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT, text=True, user=user, timeout=timeout, cwd="/")
+                # Drop root's group too: with gid 0 kept, a root-owned 0701 parent directory would
+                # deny the server by its group bits even though "others" may traverse it.
+                ids = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
+                proc = subprocess.run([str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout, cwd="/", **ids)
             except subprocess.TimeoutExpired:
                 raise DatabaseError(f"embedded PostgreSQL: {Path(str(argv[0])).name} timed out after {timeout:g}s (log: {self.log_file})") from None
             out.seek(0)

@@ -1,0 +1,232 @@
+"""Bad input through the real CLI: one readable line, the documented exit code, no traceback, no change.
+
+Every case runs ``python -m swrun ...`` in a subprocess against a fresh database and checks:
+
+* the exit code is the one ``swrun/errors.py`` documents for that kind of problem;
+* stderr carries exactly one ``swrun: error:`` line, holding the expected words;
+* no ``Traceback`` reaches the terminal;
+* the database's revision is what it was before the command;
+* runbook verbs that fail at a step (exit 9) still leave a record under ``reports/``;
+  arguments rejected before the run (exit 2) leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import HEAD, add_revision, current_revision, run_cli
+from swrun import database
+from swrun.config import RunContext
+from swrun.steps import upgrade
+
+
+USAGE, PROJECT, DATABASE, STATE, STEP_FAILED = 2, 3, 4, 5, 9
+
+ROLE, ROLE_PASSWORD, WRONG_PASSWORD = "r", "S3cret-pw-xyz", "wrong-pw-123"
+PWNED = Path("/tmp/pwned_swrun")
+INJECTION = 'head"); import os; os.system("touch /tmp/pwned_swrun") #'
+INJECTION_BACKSLASH = 'head\\"); import os; os.system("touch /tmp/pwned_swrun") #\n__import__("os").system("touch /tmp/pwned_swrun")'
+
+
+@dataclass
+class Env:
+    """What a case's argv templates can name: {url}, {ini}, {blocker}."""
+
+    pg: object
+    db_url: str
+    project: Path
+    workdir: Path
+    url: str = ""
+    blocker: Path | None = None
+
+    @property
+    def ini(self) -> Path:
+        return self.project / "alembic.ini"
+
+    @property
+    def dbname(self) -> str:
+        return self.db_url.rsplit("/", 1)[-1].split("?", 1)[0]
+
+    def execute(self, *statements: str, url: str | None = None) -> None:
+        eng = database.make_engine(database.normalize_url(url or self.db_url))
+        try:
+            with eng.begin() as conn:
+                for sql in statements:
+                    conn.execute(sa.text(sql))
+        finally:
+            eng.dispose()
+
+
+@dataclass
+class Case:
+    argv: tuple[str, ...]
+    code: int
+    expect: tuple[str, ...]
+    setup: Callable[[Env], None] | None = None
+    at_head: bool = False  # upgrade the fresh database to head before setup
+    record: bool = False  # a runbook that fails at a step: its record must exist
+    absent: tuple[str, ...] = ()  # text that must appear nowhere in the output
+    check: Callable[[Env], None] | None = None
+
+
+# -- setups -------------------------------------------------------------------------
+
+
+def wrong_password(env: Env) -> None:
+    eng = database.make_engine(database.normalize_url(env.db_url))
+    try:
+        with eng.begin() as conn:  # roles are cluster-wide: create it once
+            if not conn.execute(sa.text("select 1 from pg_roles where rolname = :r"), {"r": ROLE}).scalar():
+                conn.execute(sa.text(f"create role {ROLE} login password '{ROLE_PASSWORD}'"))
+            conn.execute(sa.text(f'grant connect, create on database "{env.dbname}" to {ROLE}'))
+            conn.execute(sa.text(f"grant create on schema public to {ROLE}"))
+    finally:
+        eng.dispose()
+    env.url = env.pg.status().tcp_url(database=env.dbname, user=ROLE, password=WRONG_PASSWORD)
+
+
+def missing_database(env: Env) -> None:
+    env.url = env.pg.status().url(database="nope_xyz")
+
+
+def broken_ini(env: Env) -> None:
+    env.ini.write_text("this is not an ini file\n<<<>>>\n")
+
+
+def syntax_error(env: Env) -> None:
+    add_revision(env.project, "bad000000001", HEAD, "this is not python", slug="broken")
+
+
+def two_heads(env: Env) -> None:
+    add_revision(env.project, "aaaa00000001", HEAD, "pass", slug="left")
+    add_revision(env.project, "bbbb00000002", HEAD, "pass", slug="right")
+
+
+def unknown_db_revision(env: Env) -> None:
+    env.execute("update alembic_version set version_num = 'deadbeef0000'")
+
+
+def blocker_file(env: Env) -> None:
+    env.blocker = env.workdir / "a-file"
+    env.blocker.write_text("not a directory\n")
+
+
+def no_pwned_file(env: Env) -> None:
+    PWNED.unlink(missing_ok=True)
+
+
+def failing_migration(env: Env) -> None:
+    add_revision(env.project, "fa11ed000001", HEAD, 'op.execute("select 1/0")', slug="divide_by_zero")
+
+
+# -- extra checks -------------------------------------------------------------------
+
+
+def nothing_written(env: Env) -> None:
+    assert [p.name for p in env.workdir.iterdir()] == ["a-file"]
+    assert env.blocker.read_text() == "not a directory\n"
+
+
+def workdir_empty(env: Env) -> None:
+    assert list(env.workdir.iterdir()) == []
+
+
+def not_pwned(env: Env) -> None:
+    assert not PWNED.exists(), "a runbook parameter value was executed as code"
+
+
+def failed_at_upgrade(env: Env) -> None:
+    meta = json.loads(only_record(env).read_text())["metadata"]["swrun"]
+    assert meta["outcome"] == "failed"
+    assert meta["failed_step"] == "upgrade"
+    assert "fa11ed000001" in meta["message"]
+
+
+def only_record(env: Env) -> Path:
+    records = list((env.workdir / "reports").rglob("*.ipynb"))
+    assert len(records) == 1, records
+    return records[0]
+
+
+# -- the table ----------------------------------------------------------------------
+
+DB = ("--database-url", "{url}", "--project", "{ini}")
+
+CASES = [
+    pytest.param(Case(("status", "--database-url", "postgresql://u@127.0.0.1:1/x", "--project", "{ini}"),
+                      DATABASE, ("cannot reach",)), id="unreachable-host"),
+    pytest.param(Case(("status", *DB), DATABASE, ("authentication failed",), setup=wrong_password,
+                      absent=(WRONG_PASSWORD, ROLE_PASSWORD)), id="wrong-password"),
+    pytest.param(Case(("status", *DB), DATABASE, ("does not exist", "nope_xyz"), setup=missing_database),
+                 id="no-such-database"),
+    pytest.param(Case(("status", "--database-url", "mysql://u:p@localhost/x", "--project", "{ini}"),
+                      USAGE, ("unsupported", "mysql")), id="driver-mysql"),
+    pytest.param(Case(("status", "--database-url", "postgresql+asyncpg://u:p@localhost/x", "--project", "{ini}"),
+                      USAGE, ("unsupported", "asyncpg")), id="driver-asyncpg"),
+    pytest.param(Case(("status", "--database-url", "{url}", "--project", "/nonexistent/alembic.ini"),
+                      PROJECT, ("no alembic.ini", "/nonexistent")), id="missing-alembic-ini"),
+    pytest.param(Case(("status", *DB), PROJECT, ("alembic.ini",), setup=broken_ini), id="broken-alembic-ini"),
+    pytest.param(Case(("status", *DB), PROJECT, ("bad000000001_broken.py",), setup=syntax_error, at_head=True),
+                 id="migration-syntax-error"),
+    pytest.param(Case(("status", *DB), STATE, ("heads", "merge"), setup=two_heads), id="two-heads"),
+    pytest.param(Case(("status", *DB), STATE, ("deadbeef0000",), setup=unknown_db_revision, at_head=True),
+                 id="db-at-unknown-revision"),
+    pytest.param(Case(("status", *DB, "--to", "nosuchrev"), USAGE, ("nosuchrev",)), id="unknown-target"),
+    pytest.param(Case(("backup", *DB, "--backup-dir", "{blocker}/backups"), STEP_FAILED, ("not writable",),
+                      setup=blocker_file, record=True, at_head=True), id="backup-dir-not-writable"),
+    pytest.param(Case(("deploy", *DB, "--reports-dir", "{blocker}/reports"), USAGE, ("not writable",),
+                      setup=blocker_file, check=nothing_written), id="reports-dir-not-writable"),
+    pytest.param(Case(("run", *DB, "nosuch"), USAGE, ("no runbook", "nosuch"), check=workdir_empty),
+                 id="no-such-runbook"),
+    pytest.param(Case(("run", *DB, "deploy", "-p", "traget", "abc"), USAGE,
+                      ("unknown parameter", "did you mean 'target'"), check=workdir_empty), id="unknown-parameter"),
+    pytest.param(Case(("run", *DB, "deploy", "-p", "lock_wait_seconds", "abc"), USAGE,
+                      ("lock_wait_seconds", "expects float"), check=workdir_empty), id="wrong-parameter-type"),
+    pytest.param(Case(("deploy", *DB, "--env", "../evil"), USAGE, ("invalid environment",), check=workdir_empty),
+                 id="env-path-traversal"),
+    pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION), STEP_FAILED, ("unknown target revision",),
+                      setup=no_pwned_file, record=True, check=not_pwned), id="parameter-code-injection"),
+    pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION_BACKSLASH), STEP_FAILED,
+                      ("unknown target revision",), setup=no_pwned_file, record=True, check=not_pwned),
+                 id="parameter-code-injection-backslash"),
+    pytest.param(Case(("deploy", *DB), STEP_FAILED, ("fa11ed000001", "division by zero", "now at " + HEAD),
+                      setup=failing_migration, at_head=True, record=True, check=failed_at_upgrade),
+                 id="failing-migration"),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input(case: Case, pg, db_url, project_copy, workdir):
+    env = Env(pg, db_url, project_copy, workdir, url=db_url)
+    if case.at_head:
+        upgrade.run(RunContext(database_url=db_url, project_path=str(env.ini)))
+        assert current_revision(db_url) == HEAD
+    if case.setup:
+        case.setup(env)
+    before = current_revision(db_url)
+
+    argv = [arg.format(url=env.url, ini=env.ini, blocker=env.blocker) for arg in case.argv]
+    proc = run_cli(*argv)
+    shown = f"$ swrun {' '.join(argv)}\n--- exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
+
+    assert proc.returncode == case.code, shown
+    assert "Traceback" not in proc.stdout + proc.stderr, shown
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("swrun: error:")]
+    assert len(errors) == 1, shown
+    if case.code != STEP_FAILED:  # read-only verbs and rejected arguments: the error line is all there is
+        assert proc.stderr.strip() == errors[0], shown
+    for text in case.expect:
+        assert text in errors[0], shown
+    for text in case.absent:
+        assert text not in proc.stdout + proc.stderr, shown
+    assert current_revision(db_url) == before, "the database changed"
+    if case.record:
+        only_record(env)
+    if case.check:
+        case.check(env)
