@@ -75,6 +75,10 @@ def _swrun_environment(cfg: Config, script: ScriptDirectory, options: dict, **kw
             # SET is session-wide; commit it unless env.py has already opened its own transaction.
             opened_here = not connection.in_transaction()
             connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
+            if (connection.dialect.server_version_info or (0,)) >= (14,):
+                # if swrun dies mid-revision, the server aborts the revision within a second
+                # instead of holding its locks until the statement ends
+                connection.exec_driver_sql("SET client_connection_check_interval = '1s'")
             if opened_here:
                 connection.commit()
         return original(connection=connection, **opts)

@@ -95,8 +95,8 @@ def run_cli(*args, env=None, cwd=None, timeout=180):
 def scalar(url: str, sql: str):
     eng = database.make_engine(database.normalize_url(url))
     try:
-        with eng.connect() as conn:
-            return conn.execute(sa.text(sql)).scalar()
+        with eng.begin() as conn:  # commits: tests use it to break things on purpose too
+            return conn.exec_driver_sql(sql).scalar()
     finally:
         eng.dispose()
 

@@ -44,8 +44,14 @@ def libpq_args(url: URL) -> tuple[list[str], dict[str, str]]:
 
 
 def tool_major(tool: Path) -> int:
-    out = subprocess.run([str(tool), "--version"], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"(\d+)(?:\.\d+)?", out.split(")")[-1])
+    """The major version a libpq tool reports: 'pg_dump (PostgreSQL) 15.18 (Debian ...)' -> 15."""
+    try:
+        out = subprocess.run([str(tool), "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BackupError(f"cannot run {tool}: {exc}") from None
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
+    if not match:
+        raise BackupError(f"cannot tell the version of {tool} from {out.strip()[:80]!r}")
     return int(match.group(1))
 
 
