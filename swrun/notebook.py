@@ -152,7 +152,7 @@ class Runbook:
             return StepResult(step, outcome="failed", summary=text, error=text, seconds=time.perf_counter() - started,
                               data={"traceback": tb})
 
-    def summary(self):
+    def summary(self) -> None:
         import pandas as pd
 
         rows = [{"step": r.step, "outcome": r.outcome, "seconds": round(r.seconds, 2), "summary": r.summary} for r in self.results]
@@ -161,7 +161,6 @@ class Runbook:
         verdict = f"FAILED at {failed[0].step}" if failed else "SUCCEEDED"
         _display({"text/plain": f"run {verdict}", "text/markdown": f"## Run {verdict}"})
         show_table(df.drop(columns=["seconds"]) if plain_output() else df, "summary")
-        return df
 
 
 def _failure_data(exc: SwrunError) -> dict:

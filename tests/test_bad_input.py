@@ -25,7 +25,6 @@ from swrun import database
 from swrun.config import RunContext
 from swrun.steps import upgrade
 
-
 USAGE, PROJECT, DATABASE, STATE, STEP_FAILED = 2, 3, 4, 5, 9
 
 ROLE, ROLE_PASSWORD, WRONG_PASSWORD = "r", "S3cret-pw-xyz", "wrong-pw-123"
@@ -60,8 +59,8 @@ class Env:
     def dbname(self) -> str:
         return self.db_url.split("?", 1)[0].rsplit("/", 1)[-1]
 
-    def execute(self, *statements: str, url: str | None = None) -> None:
-        eng = database.make_engine(database.normalize_url(url or self.db_url))
+    def execute(self, *statements: str) -> None:
+        eng = database.make_engine(database.normalize_url(self.db_url))
         try:
             with eng.begin() as conn:
                 for sql in statements:
@@ -77,7 +76,7 @@ class Case:
     expect: tuple[str, ...]
     setup: Callable[[Env], None] | None = None
     at_head: bool = False  # upgrade the fresh database to head before setup
-    record: bool = False  # a runbook that fails at a step: its record must exist
+    failed_step: str | None = None  # a runbook that fails at this step: exit 9, and a record saying so
     absent: tuple[str, ...] = ()  # text that must appear nowhere in the output
     check: Callable[[Env], None] | None = None
 
@@ -86,15 +85,12 @@ class Case:
 
 
 def wrong_password(env: Env) -> None:
-    eng = database.make_engine(database.normalize_url(env.db_url))
-    try:
-        with eng.begin() as conn:  # roles are cluster-wide: create it once
-            if not conn.execute(sa.text("select 1 from pg_roles where rolname = :r"), {"r": ROLE}).scalar():
-                conn.execute(sa.text(f"create role {ROLE} login password '{ROLE_PASSWORD}'"))
-            conn.execute(sa.text(f'grant connect, create on database "{env.dbname}" to {ROLE}'))
-            conn.execute(sa.text(f"grant create on schema public to {ROLE}"))
-    finally:
-        eng.dispose()
+    env.execute(
+        f"do $$ begin if not exists (select from pg_roles where rolname = '{ROLE}') then "
+        f"create role {ROLE} login password '{ROLE_PASSWORD}'; end if; end $$",  # roles are cluster-wide
+        f'grant connect, create on database "{env.dbname}" to {ROLE}',
+        f"grant create on schema public to {ROLE}",
+    )
     env.url = env.pg.status().tcp_url(database=env.dbname, user=ROLE, password=WRONG_PASSWORD)
 
 
@@ -149,17 +145,15 @@ def not_pwned(env: Env) -> None:
     assert not PWNED.exists(), "a runbook parameter value was executed as code"
 
 
-def failed_at_upgrade(env: Env) -> None:
-    meta = json.loads(only_record(env).read_text())["metadata"]["swrun"]
-    assert meta["outcome"] == "failed"
-    assert meta["failed_step"] == "upgrade"
-    assert "fa11ed000001" in meta["message"]
-
-
-def only_record(env: Env) -> Path:
+def record_of(env: Env) -> dict:
+    """The run's metadata from the one record under reports/."""
     records = list((env.workdir / "reports").rglob("*.ipynb"))
     assert len(records) == 1, records
-    return records[0]
+    return json.loads(records[0].read_text())["metadata"]["swrun"]
+
+
+def names_failed_revision(env: Env) -> None:
+    assert "fa11ed000001" in record_of(env)["message"]
 
 
 # -- the table ----------------------------------------------------------------------
@@ -196,7 +190,7 @@ CASES = [
                                          "a command swrun does not have")),
     pytest.param(Case(("status", *DB, "--to", "nosuchrev"), USAGE, ("nosuchrev",)), id="unknown-target"),
     pytest.param(Case(("backup", *DB, "--backup-dir", "{blocker}/backups"), STEP_FAILED, ("not writable",),
-                      setup=blocker_file, record=True, at_head=True), id="backup-dir-not-writable"),
+                      setup=blocker_file, failed_step="backup", at_head=True), id="backup-dir-not-writable"),
     pytest.param(Case(("deploy", *DB, "--reports-dir", "{blocker}/reports"), USAGE, ("not writable",),
                       setup=blocker_file, check=nothing_written), id="reports-dir-not-writable"),
     pytest.param(Case(("run", *DB, "nosuch"), USAGE, ("no runbook", "nosuch"), check=workdir_empty),
@@ -208,12 +202,12 @@ CASES = [
     pytest.param(Case(("deploy", *DB, "--env", "../evil"), USAGE, ("invalid environment",), check=workdir_empty),
                  id="env-path-traversal"),
     pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION), STEP_FAILED, ("unknown target revision",),
-                      setup=no_pwned_file, record=True, check=not_pwned), id="parameter-code-injection"),
+                      setup=no_pwned_file, failed_step="status", check=not_pwned), id="parameter-code-injection"),
     pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION_BACKSLASH), STEP_FAILED,
-                      ("unknown target revision",), setup=no_pwned_file, record=True, check=not_pwned),
+                      ("unknown target revision",), setup=no_pwned_file, failed_step="status", check=not_pwned),
                  id="parameter-code-injection-backslash"),
     pytest.param(Case(("deploy", *DB), STEP_FAILED, ("fa11ed000001", "division by zero", "now at " + HEAD),
-                      setup=failing_migration, at_head=True, record=True, check=failed_at_upgrade),
+                      setup=failing_migration, at_head=True, failed_step="upgrade", check=names_failed_revision),
                  id="failing-migration"),
 ]
 
@@ -243,7 +237,9 @@ def test_bad_input(case: Case, pg, db_url, project_copy, workdir):
     for text in case.absent:
         assert text not in proc.stdout + proc.stderr, shown
     assert current_revision(db_url) == before, "the database changed"
-    if case.record:
-        only_record(env)
+    if case.failed_step:
+        assert f"FAILED at {case.failed_step}" in proc.stderr, shown
+        meta = record_of(env)
+        assert (meta["outcome"], meta["failed_step"]) == ("failed", case.failed_step)
     if case.check:
         case.check(env)
