@@ -13,7 +13,7 @@ Every case runs ``python -m swrun ...`` in a subprocess against a fresh database
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
