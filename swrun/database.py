@@ -78,7 +78,8 @@ def make_engine(url: URL, **kwargs) -> Engine:
 def explain_connect_error(exc: BaseException, url: URL) -> DatabaseError:
     """Turn a driver's connection error into one readable line, with no secret in it."""
     raw = str(getattr(exc, "orig", None) or exc)
-    where = f"{url.host or 'local socket'}:{url.port or 5432}/{url.database or ''}"
+    ident = identity(url)
+    where = f"{ident.host}:{ident.port}/{ident.database}"
     low = raw.lower()
     if "password authentication failed" in low or "no password supplied" in low:
         return DatabaseError(f"authentication failed for user {url.username!r} on {where}")

@@ -214,7 +214,7 @@ class Project:
             if rev not in self.revisions:
                 raise StateError(
                     f"the database is at revision {rev!r}, which no migration file defines",
-                    hint="a migration file was deleted or renamed, or this is the wrong branch; run swrun doctor",
+                    hint="a migration file was deleted or renamed, or this is the wrong branch: restore the file from version control",
                 )
 
     def pending(self, current: Iterable[str], target: str = "head") -> list[str]:

@@ -168,9 +168,7 @@ CASES = [
     pytest.param(Case(("status", *DB), DATABASE, ("does not exist", "nope_xyz"), setup=missing_database),
                  id="no-such-database"),
     pytest.param(Case(("status", *DB), DATABASE, ("nope_xyz", ":{port}/"), setup=missing_database),
-                 id="no-such-database-names-real-port",
-                 marks=pytest.mark.xfail(strict=True, reason="explain_connect_error shows url.port or 5432, ignoring the "
-                                         "port (and socket dir) given in the libpq query string: 'local socket:5432'")),
+                 id="no-such-database-names-real-port"),
     pytest.param(Case(("status", "--database-url", "mysql://u:p@localhost/x", "--project", "{ini}"),
                       USAGE, ("unsupported", "mysql")), id="driver-mysql"),
     pytest.param(Case(("status", "--database-url", "postgresql+asyncpg://u:p@localhost/x", "--project", "{ini}"),
@@ -185,9 +183,7 @@ CASES = [
                  id="db-at-unknown-revision"),
     pytest.param(Case(("status", *DB), STATE, ("deadbeef0000",), setup=unknown_db_revision, at_head=True,
                       absent=("swrun doctor",)),
-                 id="db-at-unknown-revision-hint",
-                 marks=pytest.mark.xfail(strict=True, reason="Project.check_current's hint says 'run swrun doctor', "
-                                         "a command swrun does not have")),
+                 id="db-at-unknown-revision-hint"),
     pytest.param(Case(("status", *DB, "--to", "nosuchrev"), USAGE, ("nosuchrev",)), id="unknown-target"),
     pytest.param(Case(("backup", *DB, "--backup-dir", "{blocker}/backups"), STEP_FAILED, ("not writable",),
                       setup=blocker_file, failed_step="backup", at_head=True), id="backup-dir-not-writable"),
