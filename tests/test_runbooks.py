@@ -139,3 +139,22 @@ def test_ctrl_c_stops_the_kernel_and_keeps_the_record(db_url, workdir, project_c
     assert kernels_left() == []
     # killed mid-revision: the database stays at the last committed boundary
     assert current_revision(db_url) == HEAD
+
+
+def test_kernel_that_does_not_start_is_one_line(db_url, workdir, tmp_path):
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                                  "display_name": "broken", "language": "python"}))
+    proc = run_cli("deploy", "--database-url", db_url, env={"JUPYTER_PATH": str(tmp_path / "jupyter")})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("swrun: error: the python3 kernel did not start")
+    assert "Traceback" not in proc.stderr
+    assert records_in(workdir) == []
+    assert current_revision(db_url) is None
+
+
+def test_kernel_traffic_is_not_tcp(db_url, workdir):
+    proc = run_cli("backup", "--database-url", db_url)
+    assert proc.returncode == 0, proc.stderr
+    assert "without encryption" not in proc.stderr and "TCP" not in proc.stderr
