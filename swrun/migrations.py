@@ -192,21 +192,23 @@ class Project:
             raise UsageError(f"unknown target revision {target!r}: {exc}") from None
 
     def topo_order(self, revs: set[str]) -> list[str]:
-        """Base-first order, stable across runs."""
+        """Base-first order, stable across runs; iterative, so chains of any length work."""
         order: list[str] = []
         done: set[str] = set()
-
-        def visit(rev: str) -> None:
-            if rev in done:
-                return
-            done.add(rev)
-            for parent in sorted(self._parents(self.revisions[rev])):
-                if parent in revs:
-                    visit(parent)
-            order.append(rev)
-
-        for rev in sorted(revs):
-            visit(rev)
+        for root in sorted(revs):
+            stack = [(root, False)]
+            while stack:
+                rev, expanded = stack.pop()
+                if expanded:
+                    order.append(rev)
+                    continue
+                if rev in done:
+                    continue
+                done.add(rev)
+                stack.append((rev, True))
+                for parent in sorted(self._parents(self.revisions[rev]), reverse=True):
+                    if parent in revs and parent not in done:
+                        stack.append((parent, False))
         return order
 
     def check_current(self, current: Iterable[str]) -> None:

@@ -134,3 +134,20 @@ def test_preflight_sees_long_transactions(ctx, engine):
     checks = {c["check"]: c["result"] for c in result.data["checks"]}
     assert checks["long transactions"] == "warning" and checks["connection"] == "pass"
     assert result.data["identity"]["database"] == ctx.url.database
+
+
+@pytest.mark.parametrize("mode", ["custom-fast", "directory-fast"])
+def test_faster_backup_modes_restore_too(ctx, pg, mode):
+    upgrade.run(ctx)
+    result = backup.run(ctx, mode=mode)
+    path = Path(result.data["file"])
+    assert path.exists() and result.data["mode"] == mode and result.data["toc_entries"] > 20
+    assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600)
+    target_url = pg.create_database("restored_mode")
+    try:
+        s = pg.status()
+        subprocess.run([embedded.pg_tool("pg_restore"), "-h", str(s.socket_dir), "-p", str(s.port), "-U", "postgres",
+                        "-d", "restored_mode", str(path)], check=True, capture_output=True)
+        assert scalar(target_url, "select count(*) from pickups") == 10
+    finally:
+        pg.drop_database("restored_mode")

@@ -1,0 +1,298 @@
+"""swrun side by side with the plain commands of the guide's quick reference.
+
+Each case runs both sides on the same embedded PostgreSQL in the same process of
+measurement, several times, each time on a fresh database, and prints the medians and
+their ratio (swrun / plain). Nothing here is a test: it reports.
+
+    python benchmarks/run.py                 # every case (about 15 minutes on 2 cores)
+    python benchmarks/run.py --quick         # fewer runs, smaller chains, no 1 GB database
+    python benchmarks/run.py --case deploy-demo --case status
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import generate  # noqa: E402
+
+from swrun import embedded  # noqa: E402
+from swrun.migrations import DEMO_INI  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SWRUN, ALEMBIC = str(BIN / "swrun"), str(BIN / "alembic")
+ROWS: list[dict] = []
+
+
+def sh(argv, stdout=None, env=None, cwd=None) -> str:
+    proc = subprocess.run([str(a) for a in argv], stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, cwd=cwd)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, argv))[:200]} failed ({proc.returncode}): {proc.stderr[-800:]}")
+    return proc.stdout if stdout is None else ""
+
+
+class Bench:
+    def __init__(self, home: Path, runs: int):
+        self.server = embedded.EmbeddedServer(home)
+        self.status = self.server.start()
+        self.runs = runs
+        self.work = Path(tempfile.mkdtemp(prefix="swrun-bench-"))
+
+    def fresh_db(self) -> tuple[str, str]:
+        name = f"b_{uuid.uuid4().hex[:8]}"
+        return name, self.server.create_database(name)
+
+    def drop(self, name: str) -> None:
+        self.server.drop_database(name)
+
+    # -- the two sides of a deployment -------------------------------------------------------
+    def plain_deploy(self, ini: Path, url: str) -> float:
+        """The guide's commands, typed one after another."""
+        generate.set_url(ini, url.replace("postgresql://", "postgresql+psycopg2://"))
+        out = self.work / "plain"
+        out.mkdir(exist_ok=True)
+        t0 = time.perf_counter()
+        current = sh([ALEMBIC, "-c", ini, "current"]).split()
+        sh([ALEMBIC, "-c", ini, "history", "--verbose"])
+        rng = f"{current[0]}:head" if current else "head"
+        with open(out / "migration.sql", "w") as fh:
+            sh([ALEMBIC, "-c", ini, "upgrade", rng, "--sql"], stdout=fh)
+        sh([embedded.pg_tool("pg_dump"), "-Fc", "-f", out / "backup.dump", url])
+        sh([ALEMBIC, "-c", ini, "upgrade", "head"])
+        sh([ALEMBIC, "-c", ini, "current"])
+        return time.perf_counter() - t0
+
+    def swrun_deploy(self, ini: Path, url: str, memory: dict | None = None) -> float:
+        out = self.work / "swrun"
+        out.mkdir(exist_ok=True)
+        argv = [SWRUN, "deploy", "--project", ini, "--database-url", url, "--env", "bench",
+                "--reports-dir", out / "reports", "--backup-dir", out / "backups"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out)
+        watcher = _watch_memory(proc.pid, memory) if memory is not None else None
+        _, err = proc.communicate()
+        elapsed = time.perf_counter() - t0
+        if watcher:
+            watcher.join()
+        if proc.returncode != 0:
+            raise RuntimeError(f"swrun deploy failed: {err[-800:]}")
+        return elapsed
+
+    def deploy_case(self, name: str, ini_for: callable, target: str) -> tuple[float, float]:
+        plain, swr = [], []
+        for i in range(self.runs):
+            for side in (("plain", "swrun") if i % 2 == 0 else ("swrun", "plain")):
+                db, url = self.fresh_db()
+                ini = ini_for(side)
+                try:
+                    (plain if side == "plain" else swr).append(
+                        self.plain_deploy(ini, url) if side == "plain" else self.swrun_deploy(ini, url))
+                finally:
+                    self.drop(db)
+        report(name, statistics.median(swr), statistics.median(plain), target)
+        return statistics.median(swr), statistics.median(plain)
+
+
+def _watch_memory(pid: int, memory: dict) -> threading.Thread:
+    """Peak resident memory of a process and all its children (the kernel), sampled every 20 ms."""
+    import psutil
+
+    def run():
+        peak = 0
+        try:
+            root = psutil.Process(pid)
+            while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
+                total = 0
+                for p in [root, *root.children(recursive=True)]:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                peak = max(peak, total)
+                time.sleep(0.02)
+        except psutil.Error:
+            pass
+        memory["peak"] = peak
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def report(case: str, swrun_s: float, plain_s: float | None, target: str = "", note: str = "") -> None:
+    ratio = swrun_s / plain_s if plain_s else None
+    ROWS.append({"case": case, "swrun": swrun_s, "plain": plain_s, "ratio": ratio, "target": target, "note": note})
+    r = f"{ratio:6.2f}" if ratio is not None else "     -"
+    p = f"{plain_s:9.3f}s" if plain_s is not None else "         -"
+    print(f"{case:<34} swrun {swrun_s:9.3f}s   plain {p}   ratio {r}   {target}  {note}", flush=True)
+
+
+def project_copy(root: Path, source: Path) -> Path:
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(source.parent, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root / "alembic.ini"
+
+
+# -- cases ---------------------------------------------------------------------------------
+def case_deploy_demo(b: Bench, args) -> None:
+    inis = {side: project_copy(b.work / f"demo-{side}", DEMO_INI) for side in ("plain", "swrun")}
+    b.deploy_case("deploy: demo (7 revisions)", lambda side: inis[side], "target <= 1.00")
+
+
+def case_deploy_chain(b: Bench, args) -> None:
+    n = 100 if args.quick else 500
+    inis = {side: generate.make_project(b.work / f"chain{n}-{side}", n) for side in ("plain", "swrun")}
+    b.deploy_case(f"deploy: chain of {n} revisions", lambda side: inis[side], "target <= 0.80")
+
+
+def case_scale(b: Bench, args) -> None:
+    sizes = (10, 100) if args.quick else (10, 100, 500, 1000)
+    results = {}
+    runs, b.runs = b.runs, max(1, min(b.runs, 2))
+    for n in sizes:
+        inis = {side: generate.make_project(b.work / f"scale{n}-{side}", n) for side in ("plain", "swrun")}
+        results[n] = b.deploy_case(f"scale: {n} revisions", lambda side: inis[side], "")
+    b.runs = runs
+    lo, hi = min(sizes), max(sizes)
+    extra = ((results[hi][0] - results[hi][1]) - (results[lo][0] - results[lo][1])) / (hi - lo)
+    swrun_per = (results[hi][0] - results[lo][0]) / (hi - lo)
+    plain_per = (results[hi][1] - results[lo][1]) / (hi - lo)
+    print(f"{'scale: time per revision':<34} swrun {swrun_per * 1000:8.2f}ms   plain {plain_per * 1000:8.2f}ms   "
+          f"extra swrun adds per revision: {extra * 1000:.2f} ms (target < 5 ms)", flush=True)
+    ROWS.append({"case": "scale: extra per revision", "swrun": extra, "plain": None, "ratio": None, "target": "< 5 ms",
+                 "note": f"swrun {swrun_per * 1000:.2f} ms/rev, plain {plain_per * 1000:.2f} ms/rev"})
+
+
+def case_status(b: Bench, args) -> None:
+    n = 100 if args.quick else 500
+    ini = generate.make_project(b.work / f"status{n}", n)
+    db, url = b.fresh_db()
+    try:
+        generate.set_url(ini, url.replace("postgresql://", "postgresql+psycopg2://"))
+        sh([ALEMBIC, "-c", ini, "upgrade", "head"])
+        plain, swr = [], []
+        for _ in range(b.runs):
+            t0 = time.perf_counter()
+            sh([ALEMBIC, "-c", ini, "current"])
+            sh([ALEMBIC, "-c", ini, "heads"])
+            plain.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            sh([SWRUN, "status", "--project", ini, "--database-url", url])
+            swr.append(time.perf_counter() - t0)
+        report(f"status: {n} revisions", statistics.median(swr), statistics.median(plain), "vs current + heads")
+    finally:
+        b.drop(db)
+
+
+def case_backup(b: Bench, args) -> None:
+    target_bytes = (200 if args.quick else 1100) * 2**20
+    name = f"bench_bulk_{target_bytes // 2**20}mb"
+    url = b.server.create_database(name)
+    from swrun import database
+
+    engine = database.make_engine(database.normalize_url(url))
+    with engine.connect() as conn:
+        size = conn.exec_driver_sql("select pg_database_size(current_database())").scalar()
+        at_head = conn.exec_driver_sql("select count(*) from pg_tables where tablename = 'alembic_version'").scalar()
+    engine.dispose()
+    if not at_head or size < target_bytes:
+        sh([SWRUN, "upgrade", "--database-url", url, "--reports-dir", b.work / "r", "--backup-dir", b.work / "bk"])
+        t0 = time.perf_counter()
+        size = generate.fill_demo(url, target_bytes)
+        print(f"  (filled {name} to {size / 2**30:.2f} GiB in {time.perf_counter() - t0:.0f}s)", flush=True)
+    out = b.work / "backup"
+    modes = ("custom", "custom-fast", "directory-fast")
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    plain: list[float] = []
+    for _ in range(b.runs):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        t0 = time.perf_counter()
+        sh([embedded.pg_tool("pg_dump"), "-Fc", "-f", out / "plain.dump", url])
+        plain.append(time.perf_counter() - t0)
+        for mode in modes:
+            t0 = time.perf_counter()
+            sh([SWRUN, "backup", "--database-url", url, "--mode", mode, "--reports-dir", out / "reports", "--backup-dir", out],
+               cwd=out)
+            times[mode].append(time.perf_counter() - t0)
+    p = statistics.median(plain)
+    label = f"{size / 2**30:.2f} GiB"
+    report(f"backup: {label}, swrun -Fc + verify", statistics.median(times["custom"]), p, "target <= 1.05")
+    report(f"backup: {label}, custom-fast", statistics.median(times["custom-fast"]), p, "")
+    report(f"backup: {label}, directory-fast -j", statistics.median(times["directory-fast"]), p, "target <= 0.60 (best mode)")
+
+
+def case_memory(b: Bench, args) -> None:
+    n = 100 if args.quick else 500
+    ini = generate.make_project(b.work / f"mem{n}", n)
+    db, url = b.fresh_db()
+    memory: dict = {}
+    try:
+        elapsed = b.swrun_deploy(ini, url, memory)
+    finally:
+        b.drop(db)
+    print(f"{'memory: deploy of ' + str(n) + ' revisions':<34} peak RSS of swrun + kernel: {memory.get('peak', 0) / 2**20:.0f} MiB "
+          f"({elapsed:.1f}s)", flush=True)
+    ROWS.append({"case": f"memory: deploy {n} revisions", "swrun": memory.get("peak", 0) / 2**20, "plain": None, "ratio": None,
+                 "target": "MiB", "note": ""})
+
+
+def case_records(b: Bench, args) -> None:
+    script = HERE / "bench_records.py"
+    if not script.exists():
+        print("records: benchmarks/bench_records.py not present", flush=True)
+        return
+    print(sh([sys.executable, script] + (["--quick"] if args.quick else [])).rstrip(), flush=True)
+
+
+CASES = {
+    "deploy-demo": case_deploy_demo,
+    "deploy-chain": case_deploy_chain,
+    "scale": case_scale,
+    "status": case_status,
+    "backup": case_backup,
+    "memory": case_memory,
+    "records": case_records,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="swrun benchmarks: swrun against the plain commands")
+    parser.add_argument("--runs", type=int, default=5, help="runs per side (median reported)")
+    parser.add_argument("--quick", action="store_true", help="fewer runs, smaller inputs")
+    parser.add_argument("--case", action="append", choices=sorted(CASES), help="run only these cases")
+    parser.add_argument("--home", default=os.environ.get("SWRUN_BENCH_HOME", str(Path.home() / ".swrun-bench")),
+                        help="state directory of the benchmark's embedded PostgreSQL (kept: the 1 GB database is reused)")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs = min(args.runs, 3)
+    import psutil
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+          f"Python {platform.python_version()}, PostgreSQL {embedded.EmbeddedServer(args.home).start().version} (embedded)")
+    print(f"runs per side: {args.runs} (median)\n", flush=True)
+    bench = Bench(Path(args.home), args.runs)
+    try:
+        for name in args.case or list(CASES):
+            CASES[name](bench, args)
+    finally:
+        shutil.rmtree(bench.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
