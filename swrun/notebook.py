@@ -52,8 +52,9 @@ def show(result: StepResult) -> None:
         _display({"text/plain": f"error: {result.error}"})
     for name, table in result.tables.items():
         show_table(table, name)
-    for title, sql in result.code.items():
-        _display({"text/plain": f"-- {title}\n{sql}", "text/markdown": f"**{title}**\n\n```sql\n{sql}\n```"})
+    if result.code:  # one output for all blocks: one message, not one per revision
+        _display({"text/plain": "\n\n".join(f"-- {title}\n{sql}" for title, sql in result.code.items()),
+                  "text/markdown": "\n\n".join(f"**{title}**\n\n```sql\n{sql}\n```" for title, sql in result.code.items())})
     if not plain_output():
         from IPython.display import display
 
