@@ -59,8 +59,10 @@ def _body(i: int) -> tuple[str, str]:
             f"op.execute(\"update {table} set qty = qty - 1\")")
 
 
-def make_project(root: Path, n: int, url: str = "") -> Path:
-    """Write an Alembic project with ``n`` revisions under ``root``; returns its alembic.ini."""
+def make_project(root: Path, n: int, url: str = "", sleep: float = 0.0) -> Path:
+    """Write an Alembic project with ``n`` revisions under ``root``; returns its alembic.ini.
+
+    ``sleep`` adds a pg_sleep to every revision, to widen the window a soak test kills in."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
     (root / "migrations" / "env.py").write_text(ENV_PY)
@@ -81,6 +83,8 @@ def make_project(root: Path, n: int, url: str = "") -> Path:
                       "op.execute('drop table t00000')\n    op.execute('drop type bench_kind')")
         else:
             up, dn = _body(i)
+        if sleep:
+            up += f"\n    op.execute('select pg_sleep({sleep})')"
         (root / "migrations" / "versions" / f"{rid}_step_{i}.py").write_text(
             f'"""step {i}\n\nRevision ID: {rid}\nRevises: {down}\n"""\n'
             "import sqlalchemy as sa\nfrom alembic import op\n\n"

@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", default="head")
 
     for verb, steps, text in (
-        ("deploy", None, "the full checklist as a runbook: preflight, status, preview, backup, upgrade, verify"),
-        ("upgrade", "status,upgrade,verify", "apply pending revisions (as a runbook, leaving a record)"),
+        ("deploy", None, "the full checklist as a runbook: preflight, status, preview, guards, backup, upgrade, verify"),
+        ("upgrade", "status,guards,upgrade,verify", "apply pending revisions (as a runbook, leaving a record)"),
         ("backup", "preflight,backup", "pg_dump -Fc the database, verified (as a runbook, leaving a record)"),
     ):
         p = sub.add_parser(verb, help=text)
@@ -66,14 +66,50 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--to", default="head", help="target revision (default: head)")
         p.set_defaults(fixed_steps=steps)
         if verb == "deploy":
-            p.add_argument("--steps", help="comma-separated subset of: preflight,status,preview,backup,upgrade,verify")
+            p.add_argument("--steps", help="comma-separated subset of: preflight,status,preview,guards,backup,upgrade,verify")
+        if verb != "backup":
+            p.add_argument("--acknowledge", metavar="IDS", help="comma-separated guard finding ids to let through (the record keeps them)")
+            p.add_argument("--override-gates", metavar="GATES", help="production gates to override: staging, locks, long-transactions")
 
     p = sub.add_parser("run", help="execute any runbook with parameters")
     _common(p)
     _run_options(p)
     p.add_argument("runbook", help="a runbook name (deploy, ...) or a path to a .ipynb")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+
+    p = sub.add_parser("revision", help="a new migration (Alembic's autogenerate with --autogenerate), reviewed at once")
+    _common(p)
+    p.add_argument("-m", "--message", required=True, help="what the migration does")
+    p.add_argument("--autogenerate", action="store_true", help="compare the models with the database (enum values too)")
+    p.add_argument("--rev-id", help="the new revision's id (default: Alembic generates one)")
+    _reports_parser(sub)
     return parser
+
+
+def _reports_parser(sub) -> None:
+    p = sub.add_parser("reports", help="the record store: list, show, export, verify, site")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("list", help="the indexed runs, filtered; a table or --json")
+    a.add_argument("--env", help="only this environment")
+    a.add_argument("--runbook", help="only this runbook")
+    a.add_argument("--outcome", choices=["succeeded", "failed", "interrupted"])
+    a.add_argument("--since", help="started at or after (ISO date or time, UTC unless given)")
+    a.add_argument("--until", help="started before (a bare date includes that day)")
+    a.add_argument("--revision", help="touched this revision (before or after; a prefix is enough)")
+    a.add_argument("--json", action="store_true")
+    a = actions.add_parser("show", help="one run's summary (RUN: a run id or a unique prefix)")
+    a.add_argument("run", metavar="RUN")
+    a = actions.add_parser("export", help="one run's record as HTML (nbconvert), inputs and outputs shown")
+    a.add_argument("run", metavar="RUN")
+    a.add_argument("--html", action="store_true", default=True, help="HTML (the only format; the default)")
+    a.add_argument("--out", help="file or directory to write to (default: next to the record)")
+    a = actions.add_parser("verify", help="recompute every hash; check the chain, the records and the database copy")
+    a.add_argument("--database-url", help="check the copies in this database (default: $SWRUN_DATABASE_URL)")
+    a.add_argument("--json", action="store_true")
+    a = actions.add_parser("site", help="a static HTML site: an index page linking each record's HTML")
+    a.add_argument("--out", help="directory (default: REPORTS_DIR/site)")
+    for a in actions.choices.values():
+        a.add_argument("--reports-dir", default="reports", help="the reports directory (default: ./reports)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +150,10 @@ def _dispatch(args) -> int:
         return _read_only(args)
     if args.verb in ("deploy", "upgrade", "backup", "run"):
         return _runbook(args)
+    if args.verb == "revision":
+        return _revision(args)
+    if args.verb == "reports":
+        return _reports(args)
     raise UsageError(f"unknown command {args.verb}")
 
 
@@ -184,6 +224,9 @@ def _runbook(args) -> int:
         steps = args.fixed_steps or getattr(args, "steps", None)
         if steps:
             params["steps"] = steps
+        for name in ("acknowledge", "override_gates"):
+            if getattr(args, name, None):
+                params[name] = getattr(args, name)
     outcome = runner.run_runbook(
         runbook,
         raw_parameters=params,
@@ -200,6 +243,54 @@ def _runbook(args) -> int:
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
     return outcome.exit_code
+
+
+def _revision(args) -> int:
+    from .guards import review
+
+    result = review.new_revision(_context(args), args.message, autogenerate=args.autogenerate, rev_id=args.rev_id)
+    _print_result(result, args)
+    return 0
+
+
+def _reports(args) -> int:
+    from . import store
+
+    reports_dir = Path(args.reports_dir)
+    if args.action == "verify":
+        report = store.verify(reports_dir, key=store.record_key(),
+                              database_url=args.database_url or os.environ.get("SWRUN_DATABASE_URL"))
+        print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+        if not report.ok:
+            raise store.StoreError(f"verification failed: {len(report.problems)} problem(s), first: {report.problems[0]}")
+        return 0
+    if args.action in ("export", "site"):
+        from . import site
+
+        if args.action == "export":
+            print(site.export_html(reports_dir, args.run, Path(args.out) if args.out else None))
+            return 0
+        built = site.build_site(reports_dir, Path(args.out) if args.out else None)
+        print(f"{built.index} ({built.pages} page(s) written, {built.reused} unchanged)")
+        if built.problems:
+            raise store.StoreError(f"{len(built.problems)} record(s) not in the site: {built.problems[0]}")
+        return 0
+    index = store.read_index(reports_dir)
+    if args.action == "show":
+        text, problem = store.show_text(reports_dir, store.find(index.entries, args.run))
+        print(text)
+        if problem:
+            raise problem
+        return 0
+    entries = store.filter_entries(
+        index.entries, environment=args.env, runbook=args.runbook, outcome=args.outcome, revision=args.revision,
+        since=store.parse_time(args.since) if args.since else None,
+        until=store.parse_time(args.until, end=True) if args.until else None)
+    print(json.dumps([store.public(e) for e in entries], indent=1) if args.json else store.format_table(entries))
+    if index.problems:
+        raise store.StoreError(f"{index.problems[0].message} ({len(index.problems)} unreadable line(s); "
+                               f"the other {len(index.entries)} entries were read)")
+    return 0
 
 
 if __name__ == "__main__":

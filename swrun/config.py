@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy.engine import URL, Engine
 
 from . import database
-from .migrations import Project
+
+if TYPE_CHECKING:
+    from .migrations import Project
 
 URL_ENV = "SWRUN_DATABASE_URL"
 ENVIRONMENTS = ("development", "test", "staging", "production")
@@ -51,7 +55,9 @@ class RunContext:
     state_home: str | None = None
 
     @cached_property
-    def project(self) -> Project:
+    def project(self) -> "Project":
+        from .migrations import Project  # Alembic stays off the runner's start-up path
+
         return Project.load(self.project_path)
 
     @cached_property

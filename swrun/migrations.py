@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import io
+import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -96,13 +98,18 @@ class Project:
     _timings: list = field(default_factory=list, repr=False)
 
     @classmethod
-    def load(cls, ini: str | Path | None = None) -> "Project":
+    def locate(cls, ini: str | Path | None = None) -> "Project":
+        """The project of an alembic.ini, its revision files not read yet (see :meth:`load`)."""
         path = Path(ini).expanduser().resolve() if ini else DEMO_INI
         if path.is_dir():
             path = path / "alembic.ini"
         if not path.is_file():
             raise ProjectError(f"no alembic.ini at {path}")
-        project = cls(path)
+        return cls(path)
+
+    @classmethod
+    def load(cls, ini: str | Path | None = None) -> "Project":
+        project = cls.locate(ini)
         project.script  # noqa: B018 - fail now, with a clear line, on a broken project
         return project
 
@@ -135,17 +142,37 @@ class Project:
         cfg = self._base_config
         if not cfg.get_main_option("script_location"):
             raise ProjectError(f"{self.ini_path} has no script_location in [{self.section}]")
-        try:
-            script = ScriptDirectory.from_config(cfg)
-            script.revision_map.heads  # noqa: B018 - loads every revision file now
-        except SyntaxError as exc:
-            raise ProjectError(f"migration file {exc.filename} does not parse: {exc.msg} (line {exc.lineno})") from None
-        except _alembic_errors() as exc:
-            raise ProjectError(f"cannot load the migrations of {self.ini_path}: {exc}") from None
-        except Exception as exc:
-            where = getattr(exc, "filename", None) or self.ini_path
-            raise ProjectError(f"cannot load the migrations of {where}: {type(exc).__name__}: {exc}") from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                script = ScriptDirectory.from_config(cfg)
+                script.revision_map.heads  # noqa: B018 - loads every revision file now
+            except SyntaxError as exc:
+                raise ProjectError(f"migration file {exc.filename} does not parse: {exc.msg} (line {exc.lineno})") from None
+            except _alembic_errors() as exc:
+                raise ProjectError(f"cannot load the migrations of {self.ini_path}: {exc}") from None
+            except KeyError as exc:
+                # Alembic warns "Revision X referenced from X -> Y is not present", then fails on the key
+                said = " ".join(str(w.message) for w in caught if "is not present" in str(w.message))
+                children = sorted(set(re.findall(r"-> (\S+)", said)))
+                raise ProjectError(
+                    f"cannot load the migrations of {self.ini_path}: revision {exc.args[0]!r}, the parent of "
+                    f"{', '.join(children) or 'another revision'}, is defined by no migration file",
+                    hint="a migration file was deleted or renamed: restore it from version control (the guide: NEVER delete migration files)",
+                ) from None
+            except Exception as exc:
+                where = getattr(exc, "filename", None) or self.ini_path
+                raise ProjectError(f"cannot load the migrations of {where}: {type(exc).__name__}: {exc}") from None
         return script
+
+    def version_dirs(self) -> list[Path]:
+        """The directories Alembic reads revision files from, without reading them."""
+        script = ScriptDirectory.from_config(self._base_config)
+        return [Path(p) for p in script._version_locations]
+
+    @property
+    def recursive_versions(self) -> bool:
+        return (self._base_config.get_main_option("recursive_version_locations") or "").lower() in ("true", "1", "yes", "on")
 
     # -- the revision graph ----------------------------------------------------------
     @cached_property
@@ -216,7 +243,8 @@ class Project:
             if rev not in self.revisions:
                 raise StateError(
                     f"the database is at revision {rev!r}, which no migration file defines",
-                    hint="a migration file was deleted or renamed, or this is the wrong branch: restore the file from version control",
+                    hint="a migration file was deleted or renamed, or this is the wrong branch: restore the file from version control "
+                         "(the guide: NEVER delete migration files)",
                 )
 
     def pending(self, current: Iterable[str], target: str = "head") -> list[str]:

@@ -15,12 +15,15 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .config import RunContext
 from .errors import SwrunError
 from .steps.base import MIME_TYPE, StepResult
 
-DEPLOY_STEPS = ("preflight", "status", "preview", "backup", "upgrade", "verify")
+DEPLOY_STEPS = ("preflight", "status", "preview", "guards", "backup", "upgrade", "verify")
+# read-only steps whose failure the guards step explains (a deleted or renamed file): it runs after them anyway
+_GUARDS_RUN_AFTER = ("status", "preview")
 
 
 def plain_output() -> bool:
@@ -70,44 +73,63 @@ class Runbook:
     target: str = "head"
     steps: tuple[str, ...] = DEPLOY_STEPS
     results: list[StepResult] = field(default_factory=list)
+    reports_dir: str = "reports"
+    acknowledge: str = ""  # finding ids the operator acknowledged (guards)
+    override_gates: str = ""  # production gates the operator overrode (guards)
 
     @classmethod
     def start(cls, *, runbook: str, environment: str, project: str, target: str, steps: str, backup_dir: str,
-              operator: str, run_id: str, lock_timeout: str = "10s", lock_wait_seconds: float = 30.0, **_ignored) -> "Runbook":
+              operator: str, run_id: str, lock_timeout: str = "10s", lock_wait_seconds: float = 30.0,
+              reports_dir: str = "reports", acknowledge: str = "", override_gates: str = "",
+              long_transaction_seconds: float = 300.0, **_ignored) -> "Runbook":
         from pathlib import Path
 
         kw = {"project_path": project or None, "environment": environment, "backup_dir": Path(backup_dir),
-              "lock_timeout": lock_timeout, "lock_wait_s": float(lock_wait_seconds)}
+              "lock_timeout": lock_timeout, "lock_wait_s": float(lock_wait_seconds),
+              "long_transaction_s": float(long_transaction_seconds)}
         if operator:
             kw["operator"] = operator
         if run_id:
             kw["run_id"] = run_id
         chosen = tuple(s.strip() for s in steps.split(",") if s.strip()) if isinstance(steps, str) else tuple(steps)
-        return cls(RunContext(**kw), runbook=runbook, target=target, steps=chosen)
+        return cls(RunContext(**kw), runbook=runbook, target=target, steps=chosen, reports_dir=reports_dir,
+                   acknowledge=acknowledge or "", override_gates=override_gates or "")
 
     def header(self) -> None:
         import pandas as pd
 
         ctx = self.ctx
+        try:  # a project that does not load is the status step's to report (and the guards', to explain)
+            ini = ctx.project.ini_path
+        except SwrunError:
+            ini = Path(ctx.project_path or "alembic.ini")
         rows = [
             ("run", ctx.run_id), ("runbook", self.runbook), ("environment", ctx.environment),
             ("operator", ctx.operator), ("database", ctx.redacted_url),
-            ("project", str(ctx.project.ini_path) if not os.environ.get("SWRUN_PLAIN_OUTPUT") else ctx.project.ini_path.name),
+            ("project", str(ini) if not os.environ.get("SWRUN_PLAIN_OUTPUT") else ini.name),
             ("target", self.target), ("steps", ", ".join(self.steps)),
         ]
+        if self.acknowledge:
+            rows.append(("acknowledge", self.acknowledge))
+        if self.override_gates:
+            rows.append(("override gates", self.override_gates))
         show_table(pd.DataFrame(rows, columns=["", "value"]), "run")
 
     def result(self, step: str) -> StepResult | None:
         return next((r for r in self.results if r.step == step), None)
 
     def _blocker(self, step: str) -> str | None:
-        failed = next((r for r in self.results if r.outcome in ("failed", "blocked")), None)
+        failed = next((r for r in self.results if r.outcome in ("failed", "blocked")
+                       and not (step == "guards" and r.step in _GUARDS_RUN_AFTER)), None)
         if failed:
             return f"not run: {failed.step} {failed.outcome}"
         if step == "upgrade" and self.ctx.environment == "production":
             backup = self.result("backup")
             if backup is None or backup.outcome != "ok" or not backup.data.get("verified"):
                 return "production requires a verified backup from this run (the guide: ALWAYS backup production database before migrating)"
+            guards = self.result("guards")
+            if guards is None or not guards.ok or guards.outcome == "skipped":
+                return "production requires the guards step of this run (the files unchanged since applied, the production gates passed)"
         return None
 
     def run(self, step: str) -> StepResult:
@@ -124,7 +146,7 @@ class Runbook:
         return result
 
     def _execute(self, step: str) -> StepResult:
-        from .steps import backup, preflight, preview, status, upgrade, verify
+        from .steps import backup, guards, preflight, preview, status, upgrade, verify
 
         started = time.perf_counter()
         try:
@@ -136,10 +158,16 @@ class Runbook:
                 known = self.result("status")
                 current = tuple(known.data["current"]) if known and known.outcome == "ok" else None
                 return preview.run(self.ctx, target=self.target, current=current)
+            if step == "guards":
+                return guards.run(self.ctx, target=self.target, status=self.result("status"), preview=self.result("preview"),
+                                  acknowledge=self.acknowledge, override_gates=self.override_gates, reports_dir=self.reports_dir)
             if step == "backup":
                 return backup.run(self.ctx)
             if step == "upgrade":
-                return upgrade.run(self.ctx, target=self.target)
+                checked = self.result("guards")
+                passed = checked.data if checked is not None and checked.ok and checked.data else {}
+                return upgrade.run(self.ctx, target=self.target, accept=tuple(passed.get("accept", ())),
+                                   retire=tuple(passed.get("retire", ())))
             if step == "verify":
                 done = self.result("upgrade")
                 return verify.run(self.ctx, target=self.target, baseline=getattr(done, "baseline", None))

@@ -16,6 +16,7 @@ The order of things, each one before the next can go wrong:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -32,6 +33,8 @@ from . import records
 from .errors import StepFailed, UsageError
 
 RUNBOOKS_DIR = Path(__file__).parent / "runbooks"
+# imported by the kernel while it boots: every runbook's first cell needs it
+PRELOAD = "import swrun.notebook, swrun.steps.status, swrun.steps.upgrade, swrun.steps.verify"
 NAMESPACE = "swrun"
 
 
@@ -81,9 +84,12 @@ class RunOutcome:
 class _Progress:
     """Prints each step as it starts and ends, from papermill's cell hooks."""
 
-    def __init__(self, enabled: bool, stream=sys.stderr):
+    def __init__(self, enabled: bool, journal: Path | None = None, stream=sys.stderr, selected: set[str] | None = None):
         self.enabled = enabled
+        self.selected = selected  # steps the run asked for; the others pass silently
         self.stream = stream
+        self.journal = journal  # one JSON line per finished step: what a killed run leaves behind
+        self.results: dict[str, dict] = {}
         self.started: dict[int, float] = {}
         self.first_cell_at: float | None = None
 
@@ -98,14 +104,21 @@ class _Progress:
             self.first_cell_at = time.perf_counter()
         step = self._step_of(cell)
         self.started[cell_index] = time.perf_counter()
-        if step and self.enabled:
+        if step and self.enabled and (self.selected is None or step in self.selected):
             print(f"  → {step} ...", file=self.stream, flush=True)
 
     def on_cell_executed(self, cell, cell_index, execute_reply):
         step = self._step_of(cell)
-        if not step or not self.enabled:
+        if not step:
             return
         result = step_results([cell]).get(step)
+        if result:
+            self.results[step] = result
+            if self.journal:
+                with open(self.journal, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(result, default=str) + "\n")
+        if not self.enabled or (self.selected is not None and step not in self.selected):
+            return
         took = time.perf_counter() - self.started.get(cell_index, time.perf_counter())
         if result:
             mark = {"ok": "✓", "warning": "!", "skipped": "-"}.get(result["outcome"], "✗")
@@ -140,12 +153,14 @@ class _Kernel:
         self.env, self.cwd, self.start_timeout = env, cwd, start_timeout
         self.pid: int | None = None
 
-    def start(self) -> float:
+    def start(self, preload: str = "") -> float:
+        """Launch the kernel; ``preload`` runs while it boots, overlapping the runner's own work."""
         from jupyter_core.utils import run_sync
 
         t0 = time.perf_counter()
+        extra = [f"--IPKernelApp.exec_lines={[preload]!r}"] if preload else []
         try:
-            run_sync(self.km.start_kernel)(env=self.env, cwd=self.cwd)
+            run_sync(self.km.start_kernel)(env=self.env, cwd=self.cwd, extra_arguments=extra)
         except Exception as exc:
             raise UsageError(f"the python3 kernel did not start: {type(exc).__name__}: {exc}",
                              hint="is ipykernel installed in swrun's environment?") from None
@@ -176,9 +191,6 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
                 database_url: str | None = None, environment: str = "development", reports_dir: Path = Path("reports"),
                 backup_dir: Path = Path("backups"), operator: str | None = None, cell_timeout: float = 3600,
                 kernel_timeout: float = 60, progress: bool = True, run_id: str | None = None) -> RunOutcome:
-    _fast_imports()
-    import papermill as pm
-
     from .config import URL_ENV, RunContext, default_operator, new_run_id
 
     timings: dict[str, float] = {}
@@ -197,7 +209,7 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
     run_id = run_id or new_run_id()
     supplied = {"environment": environment, "project": project or "", "backup_dir": str(backup_dir),
                 "operator": operator or default_operator(), "run_id": run_id, "database": ctx.redacted_url,
-                "runbook": name}
+                "runbook": name, "reports_dir": str(reports_dir)}
     parameters = {k: v for k, v in supplied.items() if k in declared}
     parameters.update(given)
     started = records.utc_now()
@@ -209,27 +221,38 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
                "PYTHONUNBUFFERED": "1"}
         env.pop("SWRUN_PLAIN_OUTPUT", None)
         kernel = _Kernel(env, os.getcwd(), kernel_timeout)
-        out = _Progress(progress)
+        journal = record.with_name(f".{record.stem}.journal")
+        steps = parameters.get("steps", declared["steps"].default if "steps" in declared else None)
+        out = _Progress(progress, journal, selected={x.strip() for x in steps.split(",")} if isinstance(steps, str) else None)
+        # the record exists from the start: a run killed before it ends is found, marked incomplete
+        _write_placeholder(nb, record, name, run_id, environment, ctx, parameters, started)
         if progress:
             print(f"swrun: {name} run {run_id} on {ctx.redacted_url} ({environment}); record: {record}", file=sys.stderr, flush=True)
         executed, error, interrupted = None, None, False
         t_kernel = time.perf_counter()
         try:
             t_kernel = time.perf_counter()
-            timings["kernel_start"] = kernel.start()
+            timings["kernel_start"] = kernel.start(preload=PRELOAD)
+            _fast_imports()
+            import papermill as pm  # imported while the kernel boots
+
             executed = pm.execute_notebook(
                 nb, str(record), parameters=parameters, kernel_name="python3", progress_bar=False,
+                # one write at the end, not one per cell: each save serialises the whole, growing
+                # notebook (0.5 s of a 500-revision deploy); the placeholder and the journal
+                # stand in for a run that dies
+                request_save_on_cell_execute=False,
                 start_timeout=kernel_timeout, execution_timeout=cell_timeout, km=kernel.km,
                 on_cell_start=out.on_cell_start, on_cell_executed=out.on_cell_executed,
             )
         except KeyboardInterrupt:
             interrupted = True
-        except pm.PapermillExecutionError as exc:
-            error = f"{exc.ename}: {exc.evalue}"
-        except UsageError:
+        except UsageError:  # the kernel did not start: nothing ran, so no record either
+            record.unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
             raise
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = _execution_error(exc)
         finally:
             kernel.stop()
         if out.first_cell_at is not None:
@@ -237,7 +260,9 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
         if executed is None:
             executed = _read_partial(record, nb)
         timings["total"] = time.perf_counter() - t_total
-        outcome = _finish(executed, record, name, run_id, environment, ctx, parameters, started, timings, error, interrupted)
+        outcome = _finish(executed, record, name, run_id, environment, ctx, parameters, started, timings, error, interrupted,
+                          known=out.results)
+        journal.unlink(missing_ok=True)
     finally:
         os.umask(old_umask)
     if progress:
@@ -251,6 +276,12 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
     return outcome
 
 
+def _execution_error(exc: Exception) -> str:
+    if type(exc).__name__ == "PapermillExecutionError":
+        return f"{exc.ename}: {exc.evalue}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _read_partial(record: Path, fallback):
     import nbformat
 
@@ -259,12 +290,25 @@ def _read_partial(record: Path, fallback):
     return fallback
 
 
+def _write_placeholder(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, parameters: dict, started) -> None:
+    import nbformat
+
+    placeholder = nbformat.from_dict(nb)
+    meta = {"run_id": run_id, "runbook": runbook, "environment": environment, "operator": parameters.get("operator", ""),
+            "host": socket.gethostname(), "started": started.isoformat(), "finished": None, "outcome": "incomplete",
+            "failed_step": None, "message": "the run has not finished: it is still running, or was killed",
+            "database": ctx.redacted_url, "identity": ctx.identity.as_dict(), "parameters": parameters, "steps": []}
+    placeholder.metadata[NAMESPACE] = meta
+    placeholder.cells.insert(0, nbformat.v4.new_markdown_cell(_banner(meta), metadata={"tags": ["swrun-banner"]}))
+    records.write_atomic(record, nbformat.writes(placeholder))
+
+
 def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, parameters: dict, started,
-            timings: dict, error: str | None, interrupted: bool) -> RunOutcome:
+            timings: dict, error: str | None, interrupted: bool, known: dict | None = None) -> RunOutcome:
     """Stamp the outcome into the notebook, scan it for the secret, write it atomically."""
     import nbformat
 
-    results = step_results(nb.cells)
+    results = {**(known or {}), **step_results(nb.cells)}
     failed = next((r for r in results.values() if r["outcome"] in ("failed", "blocked")), None)
     if interrupted:
         outcome, message = "interrupted", "interrupted (Ctrl-C); the kernel was stopped"
@@ -312,6 +356,10 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
         nb.metadata[NAMESPACE]["redactions"] = redactions
         text = nbformat.writes(nb)
     records.write_atomic(record, text)
+    from . import store  # the index entry, then its copy in the run's database
+
+    for warning in store.keep(record, nb.metadata[NAMESPACE], text, ctx):
+        print(f"swrun: warning: {warning}", file=sys.stderr, flush=True)
     return RunOutcome(run_id, record, outcome, failed_step, message, timings, redactions)
 
 
@@ -326,7 +374,7 @@ def _failing_cell_step(nb) -> str | None:
 
 
 def _banner(meta: dict) -> str:
-    icon = {"succeeded": "✅", "failed": "❌", "interrupted": "⚠️"}.get(meta["outcome"], "")
+    icon = {"succeeded": "✅", "failed": "❌", "interrupted": "⚠️", "incomplete": "⏳"}.get(meta["outcome"], "")
     lines = [f"# {icon} {meta['runbook']} run `{meta['run_id']}`: {meta['outcome'].upper()}"
              + (f" at step **{meta['failed_step']}**" if meta.get("failed_step") else "")]
     if meta.get("message"):

@@ -44,7 +44,7 @@ def test_deploy_then_redeploy_keeps_a_record_each_time(db_url, workdir):
     assert record.name.endswith(f"_deploy_{meta(record)['run_id']}.ipynb")
     m = meta(record)
     assert (m["outcome"], m["revision_before"], m["revision_after"], m["operator"]) == ("succeeded", [], [HEAD], "ops@test")
-    assert [s["step"] for s in m["steps"]] == ["preflight", "status", "preview", "backup", "upgrade", "verify"]
+    assert [s["step"] for s in m["steps"]] == ["preflight", "status", "preview", "guards", "backup", "upgrade", "verify"]
     assert Path(m["backup"]["file"]).exists() and len(m["backup"]["sha256"]) == 64
     assert oct(record.stat().st_mode & 0o777) == "0o600"
     nb = nbformat.read(str(record), as_version=4)
@@ -74,7 +74,8 @@ def test_failed_migration_is_recorded_and_named(db_url, workdir, project_copy):
     assert (m["outcome"], m["failed_step"]) == ("failed", "upgrade")
     assert "0badc0ffee01" in m["message"] and "division by zero" in m["message"]
     steps = {s["step"]: s["outcome"] for s in m["steps"]}
-    assert steps == {"preflight": "ok", "status": "ok", "preview": "ok", "backup": "ok", "upgrade": "failed", "verify": "skipped"}
+    assert steps == {"preflight": "ok", "status": "ok", "preview": "ok", "guards": "warning", "backup": "ok", "upgrade": "failed",
+                     "verify": "skipped"}
     banner = nbformat.read(str(record), as_version=4).cells[0].source
     assert "FAILED" in banner and "upgrade" in banner
     assert current_revision(db_url) == "0badc0ffee00"
@@ -85,6 +86,9 @@ def test_password_never_reaches_reports_or_terminal(pg, db_url, workdir):
     scalar(db_url, f"create role deployer login superuser password '{PASSWORD}'; select 1")
     try:
         url = pg.status().tcp_url(database=dbname, user="deployer", password=PASSWORD)
+        # production deploys only a migration set staging has run (the guards' staging gate)
+        staging = run_cli("deploy", "--database-url", url, "--env", "staging")
+        assert staging.returncode == 0, staging.stderr
         proc = run_cli("deploy", "--database-url", url, "--env", "production")
         assert proc.returncode == 0, proc.stderr
         bad = run_cli("deploy", "--database-url", url.replace(PASSWORD, PASSWORD + "x"), "--env", "production")
@@ -92,9 +96,9 @@ def test_password_never_reaches_reports_or_terminal(pg, db_url, workdir):
         assert current_revision(db_url) == HEAD
         leaks = [p for p in workdir.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
         assert leaks == []
-        for out in (proc.stdout, proc.stderr, bad.stdout, bad.stderr):
+        for out in (staging.stdout, staging.stderr, proc.stdout, proc.stderr, bad.stdout, bad.stderr):
             assert PASSWORD not in out
-        assert "***" in proc.stderr
+        assert "***" in proc.stderr and "***" in staging.stderr
     finally:
         scalar(db_url, "drop owned by deployer; drop role deployer; select 1")
 

@@ -1,0 +1,222 @@
+"""Soak: kill swrun (or its kernel) with SIGKILL at random moments of a deploy, and check
+that nothing is lost.
+
+Each trial deploys a chain of revisions (one of them an enum ADD VALUE in an autocommit
+block, every one sleeping a little to widen the window) to a fresh database, kills at a
+random moment, then checks:
+
+- the database is at a clean revision boundary: one alembic_version row (or none) naming
+  a revision of the chain, and a schema equal to that revision's reference schema;
+- the integrity ledger agrees with alembic_version (no ledger finding);
+- the migration advisory lock is free;
+- no kernel is left running;
+- the killed run's record exists, marked incomplete (swrun killed) or failed (kernel killed);
+- a new deploy completes and reaches head.
+
+    python soak/killed_runs.py --trials 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import nbformat
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import generate  # noqa: E402
+
+from swrun import database, embedded, schema  # noqa: E402
+from swrun.migrations import Project  # noqa: E402
+
+SWRUN = str(Path(sys.executable).parent / "swrun")
+
+
+def snapshot(url: str) -> dict:
+    engine = database.make_engine(database.normalize_url(url))
+    try:
+        with engine.connect() as conn:
+            snap = schema.snapshot(conn)
+            version = []
+            if any(t[1] == "alembic_version" for t in snap["tables"]):
+                version = [r[0] for r in conn.exec_driver_sql("select version_num from alembic_version")]
+            return {"schema": json.loads(json.dumps(snap)), "version": version}
+    finally:
+        engine.dispose()
+
+
+def references(server, project: Project) -> dict[str | None, dict]:
+    """The schema at every revision of the chain, built by walking a reference database up."""
+    name = f"ref_{uuid.uuid4().hex[:6]}"
+    url = server.create_database(name)
+    refs = {None: snapshot(url)["schema"]}
+    try:
+        for rev in project.topo_order(set(project.revisions)):
+            project.apply(database.normalize_url(url), rev)
+            refs[rev] = snapshot(url)["schema"]
+    finally:
+        server.drop_database(name)
+    return refs
+
+
+def lock_free(url: str, wait_s: float = 15.0) -> bool:
+    engine = database.make_engine(database.normalize_url(url))
+    key = database.lock_key(database.normalize_url(url).database)
+    deadline = time.time() + wait_s
+    try:
+        while time.time() < deadline:
+            with engine.connect() as conn:
+                if conn.exec_driver_sql(f"select pg_try_advisory_lock({key})").scalar():
+                    conn.exec_driver_sql(f"select pg_advisory_unlock({key})")
+                    return True
+            time.sleep(0.2)
+        return False
+    finally:
+        engine.dispose()
+
+
+def ledger_findings(url: str, project: Project) -> list[str]:
+    try:
+        from swrun.guards import ledger
+    except ImportError:
+        return []
+    engine = database.make_engine(database.normalize_url(url))
+    try:
+        with engine.connect() as conn:
+            current = ledger.database_revisions(conn)
+            entries = ledger.read(conn)
+        return [str(f) for f in ledger.check(ledger.scan(project), entries, current)]
+    finally:
+        engine.dispose()
+
+
+def _autocommit_residue(found: dict, at: str | None, project: Project, refs: dict) -> bool:
+    """True when the only difference is the enum values that the next revision adds outside its
+    transaction (ALTER TYPE ... ADD VALUE IF NOT EXISTS in an autocommit block): PostgreSQL
+    commits them before the revision's own transaction, so a kill in between leaves them, and
+    the next deploy re-runs the revision idempotently. Anything else is a real difference."""
+    order = project.topo_order(set(project.revisions))
+    nxt = order[0] if at is None else (order[order.index(at) + 1] if order.index(at) + 1 < len(order) else None)
+    if nxt is None:
+        return False
+    expected = dict(refs[at])
+    expected["enums"] = refs[nxt]["enums"]
+    return found == expected and refs[nxt]["enums"] != refs[at]["enums"]
+
+
+def kernel_of(proc: psutil.Process) -> psutil.Process | None:
+    for child in proc.children(recursive=True):
+        if "ipykernel" in " ".join(child.cmdline()):
+            return child
+    return None
+
+
+def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, rng: random.Random) -> list[str]:
+    problems: list[str] = []
+    name = f"soak_{i}_{uuid.uuid4().hex[:6]}"
+    url = server.create_database(name)
+    reports = work / "reports"
+    victim = rng.choice(["swrun", "kernel"])
+    delay = rng.uniform(1.0, 4.5)
+    argv = [SWRUN, "deploy", "--project", str(ini), "--database-url", url, "--env", "soak", "--reports-dir", str(reports),
+            "--backup-dir", str(work / "backups"), "--json"]
+    before = set(reports.rglob("*.ipynb")) if reports.exists() else set()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work)
+    kernel = None
+    deadline = time.time() + delay
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            kernel = kernel_of(psutil.Process(proc.pid)) or kernel
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    if killed:
+        target = proc.pid if victim == "swrun" or kernel is None else kernel.pid
+        os.kill(target, signal.SIGKILL)
+    proc.communicate(timeout=120)
+    try:
+        if kernel is not None:
+            kernel.wait(timeout=15)
+    except psutil.TimeoutExpired:
+        problems.append(f"kernel {kernel.pid} still running 15 s after the kill")
+        kernel.kill()
+    except psutil.Error:
+        pass
+    if not lock_free(url):
+        problems.append("the advisory lock is still held")
+    state = snapshot(url)
+    if len(state["version"]) > 1 or (state["version"] and state["version"][0] not in refs):
+        problems.append(f"alembic_version is {state['version']}")
+    else:
+        at = state["version"][0] if state["version"] else None
+        if state["schema"] != refs[at] and not _autocommit_residue(state["schema"], at, project, refs):
+            problems.append(f"schema differs from the reference at {at}")
+    problems += [f"ledger: {f}" for f in ledger_findings(url, project)]
+    new = sorted(set(reports.rglob("*.ipynb")) - before)
+    if len(new) != 1:
+        problems.append(f"{len(new)} records for the killed run")
+    else:
+        outcome = nbformat.read(str(new[0]), as_version=4).metadata.get("swrun", {}).get("outcome")
+        wanted = {"incomplete"} if (killed and victim == "swrun") else {"incomplete", "failed", "succeeded"}
+        if outcome not in wanted:
+            problems.append(f"the killed run's record says {outcome!r}")
+    again = subprocess.run(argv, capture_output=True, text=True, cwd=work, timeout=300)
+    if again.returncode != 0:
+        problems.append(f"the next deploy failed: {again.stderr.strip().splitlines()[-1:]}")
+    elif snapshot(url)["version"] != list(project.heads):
+        problems.append("the next deploy did not reach head")
+    server.drop_database(name)
+    what = f"killed {victim} after {delay:.1f}s" if killed else f"finished before the kill ({delay:.1f}s)"
+    print(f"trial {i:3d}: {what:<34} at {','.join(state['version']) or '<base>':<14} "
+          f"{'ok' if not problems else 'FAILED: ' + '; '.join(problems)}", flush=True)
+    return problems if problems else ([] if killed else ["__not_killed__"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="kill swrun or its kernel mid-deploy, check nothing is lost")
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--revisions", type=int, default=8)
+    parser.add_argument("--sleep", type=float, default=0.3, help="seconds each revision sleeps")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--home", default=None, help="embedded server state directory (default: a temporary one)")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    work = Path(tempfile.mkdtemp(prefix="swrun-soak-"))
+    home = Path(args.home) if args.home else work / "state"
+    server = embedded.EmbeddedServer(home)
+    server.start()
+    ini = generate.make_project(work / "project", args.revisions, sleep=args.sleep)
+    project = Project.load(ini)
+    refs = references(server, project)
+    print(f"soak: {args.trials} trials, {args.revisions} revisions ({args.sleep}s each), seed {seed}, in {work}", flush=True)
+    failures = kills = 0
+    for i in range(1, args.trials + 1):
+        problems = trial(i, server, project, ini, refs, work, rng)
+        if problems == ["__not_killed__"]:
+            continue
+        kills += 1
+        failures += bool(problems)
+    verify = subprocess.run([SWRUN, "reports", "verify", "--reports-dir", str(work / "reports")], capture_output=True, text=True)
+    print(f"\nsoak summary: trials {args.trials}, kills {kills}, failures {failures}; "
+          f"reports verify exit {verify.returncode}: {verify.stdout.strip().splitlines()[-1:] or verify.stderr.strip()[-200:]}")
+    if not args.home:
+        server.stop()
+    return 1 if failures or verify.returncode not in (0,) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Enum values: the models against the database, and what autogenerate cannot write.
+
+Alembic's autogenerate does not compare the values of a PostgreSQL enum. swrun does:
+:func:`drift` lines up the enum types the models declare (``[swrun] metadata``, or the
+``target_metadata`` env.py gives autogenerate) with ``pg_enum``:
+
+* a value the models add       -> ``swrun revision --autogenerate`` writes
+  ``ALTER TYPE ... ADD VALUE`` into the new migration, inside
+  ``op.get_context().autocommit_block()`` (a value must be committed before it is used);
+* a value removed or renamed,  -> reported: PostgreSQL enums are immutable (the guide's
+  or the order changed            NEVER rule 4); the change needs the enum change procedure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from alembic.autogenerate import renderers
+from alembic.operations import ops
+
+from .. import schema
+from . import ENUM_PROCEDURE, Finding
+
+
+@dataclass
+class EnumChange:
+    type: str
+    kind: str  # added | removed | renamed | reordered
+    values: list[str] = field(default_factory=list)  # added/removed values; for renamed "old->new"
+    models: list[str] = field(default_factory=list)
+    database: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.kind == "added":
+            return f"enum {self.type}: the models add {', '.join(map(repr, self.values))}"
+        if self.kind == "removed":
+            return f"enum {self.type}: the models no longer have {', '.join(map(repr, self.values))}"
+        if self.kind == "renamed":
+            return f"enum {self.type}: the models rename {', '.join(self.values)}"
+        return f"enum {self.type}: the models order the values {', '.join(self.models)}, the database {', '.join(self.database)}"
+
+    def as_dict(self) -> dict:
+        return {"type": self.type, "kind": self.kind, "values": self.values, "models": self.models, "database": self.database}
+
+
+def database(conn) -> dict[str, list[str]]:
+    """Enum types in the database (``pg_enum``), by name, values in their sort order."""
+    return {name: labels for _, name, labels in schema.enum_types(conn)}
+
+
+def declared(metadata) -> dict[str, list[str]]:
+    """Enum types the models declare; ``metadata`` may be one MetaData or a sequence of them."""
+    if metadata is None:
+        return {}
+    found: dict[str, list[str]] = {}
+    for md in (metadata if isinstance(metadata, (list, tuple)) else [metadata]):
+        found.update(schema.model_enums(md))
+    return found
+
+
+def drift(models: dict[str, list[str]], db: dict[str, list[str]]) -> list[EnumChange]:
+    """How the models' enum values differ from the database's, type by type (types only one side has: none)."""
+    changes: list[EnumChange] = []
+    for name in sorted(models.keys() & db.keys()):
+        want, have = list(models[name]), list(db[name])
+        if want == have:
+            continue
+        added = [v for v in want if v not in have]
+        removed = [v for v in have if v not in want]
+        if added and removed and len(added) == len(removed) and \
+                all(want.index(a) == have.index(r) for a, r in zip(added, removed)):
+            changes.append(EnumChange(name, "renamed", [f"{r}->{a}" for r, a in zip(removed, added)], want, have))
+            continue
+        if removed:
+            changes.append(EnumChange(name, "removed", removed, want, have))
+        if added:
+            changes.append(EnumChange(name, "added", added, want, have))
+        kept_want = [v for v in want if v in have]
+        kept_have = [v for v in have if v in want]
+        if kept_want != kept_have:
+            changes.append(EnumChange(name, "reordered", [], want, have))
+    return changes
+
+
+def findings(changes: list[EnumChange], *, when: str, severity: str = "warning") -> list[Finding]:
+    """Findings for the changes that need more than ``ADD VALUE`` (and, ``when="deploy"``, the additions no migration makes)."""
+    out: list[Finding] = []
+    for c in changes:
+        if c.kind == "added":
+            if when == "revision":
+                out.append(Finding(f"enum-value-added:{c.type}", "enum-value-added", "info",
+                                   f"{c.describe()}: written into the new migration as ALTER TYPE ... ADD VALUE in an autocommit block",
+                                   source="enums"))
+            else:
+                out.append(Finding(f"enum-drift:{c.type}:added", "enum-drift", "warning",
+                                   f"{c.describe()}, which neither the database nor the pending migrations have: "
+                                   "generate the migration with swrun revision --autogenerate", source="enums"))
+            continue
+        out.append(Finding(f"enum-drift:{c.type}:{c.kind}", "enum-drift", severity,
+                           f"{c.describe()}: PostgreSQL enums are immutable; this needs {ENUM_PROCEDURE}", source="enums"))
+    return out
+
+
+# -- writing ADD VALUE into an autogenerated migration ------------------------------------------
+
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def _ident(name: str) -> str:
+    return name if _PLAIN.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def add_value_statements(change: EnumChange) -> list[str]:
+    """``ALTER TYPE t ADD VALUE IF NOT EXISTS 'v' AFTER 'u'`` for each added value, keeping the models' order."""
+    present = list(change.database)
+    statements = []
+    for value in change.values:
+        i = change.models.index(value)
+        before = next((v for v in reversed(change.models[:i]) if v in present), None)
+        after = next((v for v in change.models[i + 1:] if v in present), None)
+        where = f" AFTER {_lit(before)}" if before is not None else (f" BEFORE {_lit(after)}" if after is not None else "")
+        statements.append(f"ALTER TYPE {_ident(change.type)} ADD VALUE IF NOT EXISTS {_lit(value)}{where}")
+        present.append(value)
+    return statements
+
+
+class AddEnumValuesOp(ops.MigrateOperation):
+    """Rendered as ``ALTER TYPE ... ADD VALUE`` statements inside an autocommit block."""
+
+    def __init__(self, changes: list[EnumChange]):
+        self.changes = changes
+
+    def reverse(self):
+        return EnumValuesKeptOp(self.changes)
+
+
+class EnumValuesKeptOp(ops.MigrateOperation):
+    """The downgrade side: PostgreSQL cannot drop an enum value; a comment says so."""
+
+    def __init__(self, changes: list[EnumChange]):
+        self.changes = changes
+
+
+@renderers.dispatch_for(AddEnumValuesOp)
+def _render_add(autogen_context, op: AddEnumValuesOp) -> str:
+    lines = ["# enum values the models declare and the database lacks (swrun: Alembic does not compare them);",
+             "# a new value must be committed before anything uses it, hence the autocommit block",
+             "with op.get_context().autocommit_block():"]
+    for change in op.changes:
+        for statement in add_value_statements(change):
+            lines.append(f"    op.execute({statement!r})")
+    return "\n".join(lines)
+
+
+@renderers.dispatch_for(EnumValuesKeptOp)
+def _render_kept(autogen_context, op: EnumValuesKeptOp) -> str:
+    added = "; ".join(f"{c.type}: {', '.join(c.values)}" for c in op.changes)
+    return (f"# PostgreSQL cannot drop an enum value ({added}): removing it needs\n"
+            "# the guide's enum change procedure (new type, new column, migrate, drop, rename, drop)\n"
+            "pass")
+
+
+def revision_hook(project, report: list[EnumChange]):
+    """A ``process_revision_directives`` for ``alembic.command.revision``: compares the enums, writes additions.
+
+    Every change found is appended to ``report``; only additions go into the file.
+    """
+
+    def hook(context, revision, directives):
+        if not directives:
+            return
+        script = directives[0]
+        metadata = context.opts.get("target_metadata")
+        if metadata is None and project.option("metadata"):
+            metadata = project.metadata()
+        if context.connection is None:
+            return  # offline (revision --sql): no database to compare with
+        changes = drift(declared(metadata), database(context.connection))
+        report.extend(changes)
+        added = [c for c in changes if c.kind == "added"]
+        if not added:
+            return
+        upgrade_ops = script.upgrade_ops_list[-1]
+        downgrade_ops = script.downgrade_ops_list[-1]
+        upgrade_ops.ops.insert(0, AddEnumValuesOp(added))
+        downgrade_ops.ops.append(EnumValuesKeptOp(added))
+
+    return hook

@@ -1,0 +1,201 @@
+"""Production gates: what must be true before a production database is changed.
+
+=================  ==================================================================  ===============
+gate               passes when                                                          override
+=================  ==================================================================  ===============
+never              no finding breaks one of the guide's NEVER rules (every env)         acknowledge ID
+staging            a successful staging deploy record of the same migration set         staging
+                   (same fingerprint: every revision file's name and sha256) reaching
+                   the same target
+danger             every ``danger`` finding is acknowledged                             acknowledge ID
+locks              no other session holds a lock on a table the pending SQL touches     locks
+long-transactions  no transaction open longer than the threshold                        long-transactions
+disk               free space where the backup goes exceeds the database's size         -
+backup             a verified backup from this same run (checked before the upgrade)    -
+=================  ==================================================================  ===============
+
+A gate that blocks says why and what to do; an override is a runbook parameter
+(``override_gates``), and the record keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import sqlalchemy as sa
+
+from ..errors import UsageError
+from . import Finding, parse_ids
+
+PRODUCTION = "production"
+STAGING = "staging"
+OVERRIDABLE = ("staging", "locks", "long-transactions")
+
+
+@dataclass
+class Gate:
+    gate: str
+    result: str  # pass | blocked | overridden | n/a
+    detail: str
+    proceed: str = ""  # how to get past it, when it blocks
+
+    def as_dict(self) -> dict:
+        return {"gate": self.gate, "result": self.result, "detail": self.detail, "proceed": self.proceed}
+
+
+def parse_overrides(text: str | None) -> list[str]:
+    names = parse_ids(text)
+    unknown = [n for n in names if n not in OVERRIDABLE]
+    if unknown:
+        raise UsageError(f"unknown gate(s) in override_gates: {', '.join(unknown)}",
+                         hint=f"gates that can be overridden: {', '.join(OVERRIDABLE)}")
+    return names
+
+
+def apply_acknowledgements(findings: list[Finding], ids: Iterable[str]) -> list[str]:
+    """Mark the named findings acknowledged; an id no finding has is an error (a typo must not pass)."""
+    ids = list(dict.fromkeys(ids))
+    known = {f.id: f for f in findings}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        close = [k for k in known if any(k.startswith(u.split(":")[0] + ":") for u in unknown)]
+        hint = f"ids of this run's findings that come close: {', '.join(sorted(close)[:5])}" if close else \
+            "acknowledge only ids listed in the guards section of this run's record"
+        raise UsageError(f"unknown acknowledgement id(s): {', '.join(unknown)}", hint=hint)
+    for i in ids:
+        known[i].acknowledged = True
+    return ids
+
+
+# -- the staging record ---------------------------------------------------------------------------
+
+
+def staging_record(reports_dir: Path, fingerprint: str, reached: Callable[[list[str]], bool] = lambda after: True,
+                   staging_env: str = STAGING) -> tuple[Path | None, dict | None]:
+    """The newest successful staging deploy record with this fingerprint whose final revision ``reached`` accepts."""
+    root = Path(reports_dir) / staging_env
+    if not root.is_dir():
+        return None, None
+    for path in sorted(root.rglob("*.ipynb"), key=lambda p: p.name, reverse=True):  # names start with the UTC time
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("swrun", {})
+        except (OSError, ValueError):
+            continue
+        if (meta.get("runbook") == "deploy" and meta.get("outcome") == "succeeded" and meta.get("fingerprint") == fingerprint
+                and reached(list(meta.get("revision_after") or []))):
+            return path, meta
+    return None, None
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+def lock_holders(conn, tables: list[str]) -> list[dict]:
+    """Other sessions holding (or waiting for) a lock on any of ``tables`` in this database."""
+    if not tables:
+        return []
+    rows = conn.execute(sa.text(
+        "select l.pid, a.usename, a.application_name, c.relname, l.mode, l.granted, "
+        "coalesce(left(a.query, 80), '') as query "
+        "from pg_locks l join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace "
+        "join pg_stat_activity a on a.pid = l.pid "
+        "where l.locktype = 'relation' and l.pid <> pg_backend_pid() "
+        "and l.database = (select oid from pg_database where datname = current_database()) "
+        "and c.relname = any(:tables) and n.nspname = any(current_schemas(false)) "
+        "order by l.pid, c.relname"), {"tables": list(tables)}).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def long_transactions(conn, seconds: float) -> list[dict]:
+    rows = conn.execute(sa.text(
+        "select pid, usename, state, extract(epoch from now() - xact_start)::float as age_s, left(query, 80) as query "
+        "from pg_stat_activity where xact_start is not null and pid <> pg_backend_pid() and datname = current_database() "
+        "and now() - xact_start > make_interval(secs => :s) order by age_s desc"), {"s": float(seconds)}).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def disk(conn, backup_dir: Path) -> tuple[bool, str]:
+    size = int(conn.exec_driver_sql("select pg_database_size(current_database())").scalar())
+    directory = Path(backup_dir)
+    probe = directory if directory.exists() else next((p for p in directory.resolve().parents if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    return free > size, f"{free / 2**30:.1f} GiB free in {probe}, database is {size / 2**20:.1f} MiB"
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+def evaluate(*, environment: str, findings: list[Finding], overrides: list[str], fingerprint: str | None,
+             target: Iterable[str], reports_dir: Path, reached: Callable[[list[str]], bool] = lambda after: True,
+             conn=None, tables: Iterable[str] = (), long_tx_s: float = 300.0,
+             backup_dir: Path = Path("backups"), staging_env: str = STAGING) -> list[Gate]:
+    """Every gate for this run, in the order of the table above.
+
+    ``reached(revision_after)``: whether a staging run that ended there ran every revision this run will.
+    """
+    gates: list[Gate] = []
+    never = [f for f in findings if f.never and not f.acknowledged]
+    gates.append(Gate("never", "blocked" if never else "pass",
+                      "; ".join(f"{f.id} ({f.never})" for f in never) if never else "no finding breaks a NEVER rule",
+                      "restore the file(s) as the finding says; to go on regardless, acknowledge the id(s)" if never else ""))
+    if environment != PRODUCTION:
+        for name in ("staging", "danger", "locks", "long-transactions", "disk"):
+            gates.append(Gate(name, "n/a", f"production only (this is {environment})"))
+        return gates
+    target = list(target)
+
+    # staging
+    path, meta = staging_record(reports_dir, fingerprint, reached, staging_env) if fingerprint else (None, None)
+    if path is not None:
+        gates.append(Gate("staging", "pass", f"staging run {meta.get('run_id')} succeeded with this migration set "
+                                             f"({meta.get('finished') or meta.get('started')}): {path}"))
+    else:
+        detail = (f"no successful {staging_env} deploy of this migration set (fingerprint {str(fingerprint)[:12]}...) "
+                  f"reaching {', '.join(target) or '<base>'} under {Path(reports_dir) / staging_env}")
+        overridden = "staging" in overrides
+        gates.append(Gate("staging", "overridden" if overridden else "blocked", detail,
+                          "" if overridden else "deploy the same files to staging first: swrun deploy --env staging; "
+                          "or override: --override-gates staging"))
+
+    # danger
+    danger = [f for f in findings if f.severity == "danger" and not f.acknowledged and not f.never]
+    acked = [f for f in findings if f.severity == "danger" and f.acknowledged]
+    if danger:
+        gates.append(Gate("danger", "blocked", f"{len(danger)} danger finding(s) not acknowledged: {', '.join(f.id for f in danger)}",
+                          f"review them, then acknowledge each: --acknowledge {','.join(f.id for f in danger)}"))
+    else:
+        gates.append(Gate("danger", "pass", f"{len(acked)} danger finding(s), all acknowledged" if acked else "no danger finding"))
+
+    # sessions
+    if conn is not None:
+        holders = lock_holders(conn, list(tables))
+        if holders:
+            who = "; ".join(f"pid {h['pid']} ({h['usename']}, {h['application_name'] or '-'}) {h['mode']} on {h['relname']}"
+                            f"{'' if h['granted'] else ' (waiting)'}" for h in holders[:5])
+            gates.append(Gate("locks", "overridden" if "locks" in overrides else "blocked",
+                              f"{len({h['pid'] for h in holders})} other session(s) lock tables the migrations touch: {who}",
+                              "" if "locks" in overrides else "wait for them to finish (or end them), then run again; "
+                              "or override: --override-gates locks"))
+        else:
+            gates.append(Gate("locks", "pass", f"no other session locks {', '.join(tables)}" if tables else "the SQL touches no existing table"))
+        old = long_transactions(conn, long_tx_s)
+        if old:
+            who = "; ".join(f"pid {r['pid']} ({r['usename']}) open {r['age_s']:.0f}s: {r['query']}" for r in old[:5])
+            gates.append(Gate("long-transactions", "overridden" if "long-transactions" in overrides else "blocked",
+                              f"{len(old)} transaction(s) open longer than {long_tx_s:g}s: {who}",
+                              "" if "long-transactions" in overrides else "wait for them to end (DDL would queue behind them "
+                              "and block every query after it); or override: --override-gates long-transactions"))
+        else:
+            gates.append(Gate("long-transactions", "pass", f"none open longer than {long_tx_s:g}s"))
+        ok, detail = disk(conn, backup_dir)
+        gates.append(Gate("disk", "pass" if ok else "blocked", detail, "" if ok else "free space where the backup goes (--backup-dir)"))
+    gates.append(Gate("backup", "pending", "checked before the upgrade: a verified backup from this run"))
+    return gates
+
+
+def blocking(gates: list[Gate]) -> list[Gate]:
+    return [g for g in gates if g.result == "blocked"]
