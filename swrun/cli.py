@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fixed_steps=steps)
         if verb == "deploy":
             p.add_argument("--steps", help="comma-separated subset of: preflight,status,preview,guards,backup,upgrade,verify")
+        if verb in ("deploy", "backup"):
+            p.add_argument("--mode", dest="backup_mode", choices=["custom", "custom-fast", "directory-fast"],
+                           help="backup format: custom = pg_dump -Fc (default); custom-fast = -Fc with gzip:1; "
+                                "directory-fast = -Fd -j (parallel)")
         if verb != "backup":
             p.add_argument("--acknowledge", metavar="IDS", help="comma-separated guard finding ids to let through (the record keeps them)")
             p.add_argument("--override-gates", metavar="GATES", help="production gates to override: staging, locks, long-transactions")
@@ -224,7 +228,7 @@ def _runbook(args) -> int:
         steps = args.fixed_steps or getattr(args, "steps", None)
         if steps:
             params["steps"] = steps
-        for name in ("acknowledge", "override_gates"):
+        for name in ("acknowledge", "override_gates", "backup_mode"):
             if getattr(args, name, None):
                 params[name] = getattr(args, name)
     outcome = runner.run_runbook(

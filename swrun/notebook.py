@@ -15,6 +15,7 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 from .config import RunContext
@@ -64,6 +65,31 @@ def show(result: StepResult) -> None:
         display({MIME_TYPE: result.as_dict(), "text/plain": f"<swrun result: {result.step}>"}, raw=True)
 
 
+# step name -> function(rb) -> StepResult. A runbook's cells name steps; the functions that
+# run them register here, from the modules in STEP_MODULES (imported on first use).
+_STEPS: dict[str, Callable[["Runbook"], StepResult]] = {}
+STEP_MODULES = ("swrun.steps.deploy_steps",)
+
+
+def register(name: str):
+    """Decorator: ``@register("backup") def _backup(rb): ...``"""
+    def wrap(fn):
+        _STEPS[name] = fn
+        return fn
+    return wrap
+
+
+def step_function(name: str) -> Callable[["Runbook"], StepResult]:
+    if name not in _STEPS:
+        import importlib
+
+        for module in STEP_MODULES:
+            importlib.import_module(module)
+    if name not in _STEPS:
+        raise SwrunError(f"unknown step {name!r}")
+    return _STEPS[name]
+
+
 @dataclass
 class Runbook:
     """The state of one runbook execution inside the kernel."""
@@ -76,12 +102,13 @@ class Runbook:
     reports_dir: str = "reports"
     acknowledge: str = ""  # finding ids the operator acknowledged (guards)
     override_gates: str = ""  # production gates the operator overrode (guards)
+    options: dict = field(default_factory=dict)  # the runbook's other parameters, for its steps
 
     @classmethod
     def start(cls, *, runbook: str, environment: str, project: str, target: str, steps: str, backup_dir: str,
               operator: str, run_id: str, lock_timeout: str = "10s", lock_wait_seconds: float = 30.0,
               reports_dir: str = "reports", acknowledge: str = "", override_gates: str = "",
-              long_transaction_seconds: float = 300.0, **_ignored) -> "Runbook":
+              long_transaction_seconds: float = 300.0, **options) -> "Runbook":
         from pathlib import Path
 
         kw = {"project_path": project or None, "environment": environment, "backup_dir": Path(backup_dir),
@@ -93,7 +120,7 @@ class Runbook:
             kw["run_id"] = run_id
         chosen = tuple(s.strip() for s in steps.split(",") if s.strip()) if isinstance(steps, str) else tuple(steps)
         return cls(RunContext(**kw), runbook=runbook, target=target, steps=chosen, reports_dir=reports_dir,
-                   acknowledge=acknowledge or "", override_gates=override_gates or "")
+                   acknowledge=acknowledge or "", override_gates=override_gates or "", options=options)
 
     def header(self) -> None:
         import pandas as pd
@@ -146,32 +173,10 @@ class Runbook:
         return result
 
     def _execute(self, step: str) -> StepResult:
-        from .steps import backup, guards, preflight, preview, status, upgrade, verify
-
         started = time.perf_counter()
         try:
-            if step == "preflight":
-                return preflight.run(self.ctx)
-            if step == "status":
-                return status.run(self.ctx, target=self.target)
-            if step == "preview":
-                known = self.result("status")
-                current = tuple(known.data["current"]) if known and known.outcome == "ok" else None
-                return preview.run(self.ctx, target=self.target, current=current)
-            if step == "guards":
-                return guards.run(self.ctx, target=self.target, status=self.result("status"), preview=self.result("preview"),
-                                  acknowledge=self.acknowledge, override_gates=self.override_gates, reports_dir=self.reports_dir)
-            if step == "backup":
-                return backup.run(self.ctx)
-            if step == "upgrade":
-                checked = self.result("guards")
-                passed = checked.data if checked is not None and checked.ok and checked.data else {}
-                return upgrade.run(self.ctx, target=self.target, accept=tuple(passed.get("accept", ())),
-                                   retire=tuple(passed.get("retire", ())))
-            if step == "verify":
-                done = self.result("upgrade")
-                return verify.run(self.ctx, target=self.target, baseline=getattr(done, "baseline", None))
-            raise SwrunError(f"unknown step {step!r}")
+            runner = step_function(step)
+            return runner(self)
         except SwrunError as exc:
             return StepResult(step, outcome="failed", summary=self.ctx.scrub(exc.line()), error=self.ctx.scrub(exc.line()),
                               seconds=time.perf_counter() - started, data=_failure_data(exc))

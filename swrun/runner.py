@@ -34,7 +34,7 @@ from .errors import StepFailed, UsageError
 
 RUNBOOKS_DIR = Path(__file__).parent / "runbooks"
 # imported by the kernel while it boots: every runbook's first cell needs it
-PRELOAD = "import swrun.notebook, swrun.steps.status, swrun.steps.upgrade, swrun.steps.verify"
+PRELOAD = "import swrun.notebook, swrun.steps.deploy_steps"
 NAMESPACE = "swrun"
 
 
