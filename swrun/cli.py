@@ -32,9 +32,16 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-timeout", type=float, default=60, help="seconds to wait for the kernel to start")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line like every other swrun error."""
+
+    def error(self, message: str):
+        self.exit(2, f"swrun: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="swrun", description="Executable, auditable Alembic migration runbooks for PostgreSQL.")
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    parser = _Parser(prog="swrun", description="Executable, auditable Alembic migration runbooks for PostgreSQL.")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND", parser_class=_Parser)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL used when no URL is given")
     db.add_argument("action", choices=["start", "stop", "status", "url"])
@@ -139,7 +146,7 @@ def _context(args, **extra):
     from .config import RunContext
 
     ctx = RunContext(project_path=args.project, database_url=args.database_url, **extra)
-    if args.database_url is None and not os.environ.get("SWRUN_DATABASE_URL") and not getattr(args, "json", False):
+    if args.database_url is None and os.environ.get("SWRUN_DATABASE_URL") is None and not getattr(args, "json", False):
         from .embedded import EmbeddedServer
 
         server = EmbeddedServer()

@@ -62,8 +62,8 @@ class RunContext:
 
     @cached_property
     def url(self) -> URL:
-        given = self.database_url or os.environ.get(URL_ENV)
-        if given:
+        given = self.database_url if self.database_url is not None else os.environ.get(URL_ENV)
+        if given is not None:  # given but empty is an error, never a silent switch to the embedded server
             return database.normalize_url(given)
         from .embedded import EmbeddedServer
 
@@ -71,7 +71,7 @@ class RunContext:
 
     @property
     def uses_embedded(self) -> bool:
-        return not (self.database_url or os.environ.get(URL_ENV))
+        return self.database_url is None and os.environ.get(URL_ENV) is None
 
     @property
     def redacted_url(self) -> str:

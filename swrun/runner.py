@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -92,6 +93,7 @@ class _Progress:
         self.results: dict[str, dict] = {}
         self.started: dict[int, float] = {}
         self.first_cell_at: float | None = None
+        self.current_step: str | None = None
 
     def _step_of(self, cell) -> str | None:
         for tag in cell.get("metadata", {}).get("tags", []):
@@ -103,12 +105,14 @@ class _Progress:
         if self.first_cell_at is None:
             self.first_cell_at = time.perf_counter()
         step = self._step_of(cell)
+        self.current_step = step  # the step in flight, if the run dies or times out now
         self.started[cell_index] = time.perf_counter()
         if step and self.enabled and (self.selected is None or step in self.selected):
             print(f"  → {step} ...", file=self.stream, flush=True)
 
     def on_cell_executed(self, cell, cell_index, execute_reply):
         step = self._step_of(cell)
+        self.current_step = None
         if not step:
             return
         result = step_results([cell]).get(step)
@@ -236,6 +240,8 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
             _fast_imports()
             import papermill as pm  # imported while the kernel boots
 
+            logging.getLogger("papermill").setLevel(logging.CRITICAL)  # swrun reports failures itself, in one line
+
             executed = pm.execute_notebook(
                 nb, str(record), parameters=parameters, kernel_name="python3", progress_bar=False,
                 # one write at the end, not one per cell: each save serialises the whole, growing
@@ -252,7 +258,7 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
             journal.unlink(missing_ok=True)
             raise
         except Exception as exc:
-            error = _execution_error(exc)
+            error = _execution_error(exc, out.current_step, cell_timeout)
         finally:
             kernel.stop()
         if out.first_cell_at is not None:
@@ -261,7 +267,7 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
             executed = _read_partial(record, nb)
         timings["total"] = time.perf_counter() - t_total
         outcome = _finish(executed, record, name, run_id, environment, ctx, parameters, started, timings, error, interrupted,
-                          known=out.results)
+                          known=out.results, in_flight=out.current_step)
         journal.unlink(missing_ok=True)
     finally:
         os.umask(old_umask)
@@ -276,10 +282,17 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
     return outcome
 
 
-def _execution_error(exc: Exception) -> str:
-    if type(exc).__name__ == "PapermillExecutionError":
+def _execution_error(exc: Exception, step: str | None, cell_timeout: float) -> str:
+    """One line for what stopped the notebook."""
+    kind = type(exc).__name__
+    where = f"step {step}" if step else "a cell"
+    if kind == "PapermillExecutionError":
         return f"{exc.ename}: {exc.evalue}"
-    return f"{type(exc).__name__}: {exc}"
+    if kind == "CellTimeoutError":
+        return f"{where} timed out after {cell_timeout:g}s (the cell time limit, --cell-timeout); the kernel was stopped"
+    if kind == "DeadKernelError":
+        return f"the kernel died during {where}"
+    return f"{kind}: {' '.join(str(exc).split())[:300]}"
 
 
 def _read_partial(record: Path, fallback):
@@ -304,7 +317,8 @@ def _write_placeholder(nb, record: Path, runbook: str, run_id: str, environment:
 
 
 def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, parameters: dict, started,
-            timings: dict, error: str | None, interrupted: bool, known: dict | None = None) -> RunOutcome:
+            timings: dict, error: str | None, interrupted: bool, known: dict | None = None,
+            in_flight: str | None = None) -> RunOutcome:
     """Stamp the outcome into the notebook, scan it for the secret, write it atomically."""
     import nbformat
 
@@ -320,7 +334,7 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
         outcome, message = "failed", "no step reported a result"
     else:
         outcome, message = "succeeded", ""
-    failed_step = failed["step"] if failed else (_failing_cell_step(nb) if outcome != "succeeded" else None)
+    failed_step = failed["step"] if failed else ((in_flight or _failing_cell_step(nb)) if outcome != "succeeded" else None)
     finished = records.utc_now()
     for step, res in results.items():
         timings[f"step:{step}"] = res.get("seconds", 0.0)

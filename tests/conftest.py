@@ -30,7 +30,9 @@ def pg(tmp_path_factory):
     home = Path(os.environ.get("SWRUN_TEST_HOME") or tmp_path_factory.mktemp("swrun-home"))
     home.chmod(0o755)
     server = EmbeddedServer(home)
-    status = server.start()
+    server.start()
+    # a CLI run that falls back to the embedded server uses this one, never a stray one of its own
+    os.environ["SWRUN_HOME"] = str(home)
     yield server
     server.stop()
     if not os.environ.get("SWRUN_TEST_HOME"):

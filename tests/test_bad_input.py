@@ -43,6 +43,7 @@ class Env:
     workdir: Path
     url: str = ""
     blocker: Path | None = None
+    cleanup: Callable[[], object] | None = None
 
     @property
     def ini(self) -> Path:
@@ -129,7 +130,54 @@ def failing_migration(env: Env) -> None:
     add_revision(env.project, "fa11ed000001", HEAD, 'op.execute("select 1/0")', slug="divide_by_zero")
 
 
+def enum_exists(env: Env) -> None:
+    env.execute("create type user_role as enum ('CITIZEN')")
+
+
+def modified_applied(env: Env) -> None:
+    path = env.project / "migrations" / "versions" / "a1b2c3d4e5f6_add_user_preferences.py"
+    path.write_text(path.read_text() + "\n# edited after it was applied\n")
+
+
+def renamed_applied(env: Env) -> None:
+    versions = env.project / "migrations" / "versions"
+    (versions / "d4e5f6a7b8c9_promote_platform_admin.py").rename(versions / "d4e5f6a7b8c9_promote_admin.py")
+
+
+def slow_migration(env: Env) -> None:
+    add_revision(env.project, "510e00000001", HEAD, "op.execute('select pg_sleep(20)')", slug="slow")
+
+
+def tiny_disk(env: Env) -> None:
+    """A 16 KiB filesystem for the backup: pg_dump runs out of space."""
+    import subprocess
+
+    env.blocker = env.workdir / "tiny"
+    env.blocker.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(env.blocker)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small filesystem here")
+    env.cleanup = lambda: subprocess.run(["umount", str(env.blocker)], capture_output=True)
+
+
+def reports_with_index(lines: list[str]):
+    def setup(env: Env) -> None:
+        reports = env.workdir / "reports"
+        reports.mkdir()
+        (reports / "index.jsonl").write_text("".join(line + "\n" for line in lines))
+    return setup
+
+
+def garbage_runbook(env: Env) -> None:
+    env.blocker = env.workdir / "broken.ipynb"
+    env.blocker.write_text("{ this is not json")
+
+
 # -- extra checks -------------------------------------------------------------------
+
+
+def no_partial_backup(env: Env) -> None:
+    assert [p.name for p in env.blocker.iterdir() if p.name.startswith("b")] == [], list(env.blocker.iterdir())
+    assert not list(env.blocker.rglob("*.partial"))
 
 
 def nothing_written(env: Env) -> None:
@@ -205,6 +253,38 @@ CASES = [
     pytest.param(Case(("deploy", *DB), STEP_FAILED, ("fa11ed000001", "division by zero", "now at " + HEAD),
                       setup=failing_migration, at_head=True, failed_step="upgrade", check=names_failed_revision),
                  id="failing-migration"),
+    pytest.param(Case(("status", "--database-url", "", "--project", "{ini}"), USAGE, ("database URL is empty",)),
+                 id="empty-url"),
+    pytest.param(Case(("status", "--database-url", "postgresql://postgres@/x;drop table users?host=/nonexistent", "--project", "{ini}"),
+                      DATABASE, ("cannot",)), id="url-with-sql"),
+    pytest.param(Case(("status", "--database-url", "{url}", "--project", "/tmp"), PROJECT, ("no alembic.ini",)),
+                 id="project-dir-without-ini"),
+    pytest.param(Case(("deploy", *DB), STEP_FAILED, ("already exists",), setup=enum_exists, failed_step="upgrade"),
+                 id="enum-already-exists"),
+    pytest.param(Case(("deploy", *DB), STEP_FAILED, ("NEVER modify an applied migration", "a1b2c3d4e5f6"),
+                      setup=modified_applied, at_head=True, failed_step="guards"), id="modified-applied-migration"),
+    pytest.param(Case(("deploy", *DB), STEP_FAILED, ("NEVER rename migration files", "d4e5f6a7b8c9"),
+                      setup=renamed_applied, at_head=True, failed_step="guards"), id="renamed-applied-migration"),
+    pytest.param(Case(("deploy", *DB, "--acknowledge", "no-such-finding"), STEP_FAILED, ("no-such-finding",),
+                      at_head=True, failed_step="guards"), id="unknown-acknowledgement"),
+    pytest.param(Case(("deploy", *DB, "--cell-timeout", "3"), STEP_FAILED, ("timed out",), setup=slow_migration,
+                      at_head=True, failed_step="upgrade"), id="cell-timeout"),
+    pytest.param(Case(("backup", *DB, "--backup-dir", "{blocker}"), STEP_FAILED, ("disk for backup", "free in"),
+                      setup=tiny_disk, at_head=True, failed_step="preflight", check=no_partial_backup),
+                 id="backup-disk-too-small-preflight"),
+    pytest.param(Case(("deploy", *DB, "--steps", "backup", "--backup-dir", "{blocker}"), STEP_FAILED,
+                      ("does not read back", "the disk is full"), setup=tiny_disk, at_head=True, failed_step="backup",
+                      check=no_partial_backup), id="backup-disk-full"),
+    pytest.param(Case(("reports", "list", "--reports-dir", "/nonexistent/reports"), USAGE, ("no reports directory",)),
+                 id="reports-dir-missing"),
+    pytest.param(Case(("reports", "show", "deadbeef", "--reports-dir", "reports"), USAGE, ("no run 'deadbeef'",),
+                      setup=reports_with_index([])), id="reports-unknown-run"),
+    pytest.param(Case(("reports", "verify", "--reports-dir", "reports"), 1, ("verification failed",),
+                      setup=reports_with_index(["{not json"])), id="reports-corrupted-index"),
+    pytest.param(Case(("run", *DB, "{blocker}"), USAGE, ("not a readable notebook",), setup=garbage_runbook),
+                 id="runbook-not-a-notebook"),
+    pytest.param(Case(("deploy", *DB, "--to"), USAGE, ("--to",), check=workdir_empty), id="missing-option-value"),
+    pytest.param(Case(("deploy", *DB, "--env", ""), USAGE, ("invalid environment",), check=workdir_empty), id="empty-env"),
 ]
 
 
@@ -219,7 +299,11 @@ def test_bad_input(case: Case, pg, db_url, project_copy, workdir):
     before = current_revision(db_url)
 
     argv = [env.fill(arg) for arg in case.argv]
-    proc = run_cli(*argv)
+    try:
+        proc = run_cli(*argv, cwd=workdir)
+    finally:
+        if env.cleanup:
+            env.cleanup()
     shown = f"$ swrun {' '.join(argv)}\n--- exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
 
     assert proc.returncode == case.code, shown

@@ -112,7 +112,10 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
                 raise BackupError(f"pg_dump failed: {_last_line(scrub(dump.stderr, ctx.url))}")
             listing = subprocess.run([str(pg_restore), "--list", str(partial)], capture_output=True, text=True)
             if listing.returncode != 0:
-                raise BackupError(f"the dump does not read back with pg_restore --list: {_last_line(listing.stderr)}")
+                # pg_dump can exit 0 with a truncated file when the disk fills up: say so
+                free = shutil.disk_usage(directory).free
+                full = f"; the disk is full ({free:,} bytes free in {directory})" if free < 1 << 20 else ""
+                raise BackupError(f"the dump does not read back with pg_restore --list: {_last_line(listing.stderr)}{full}")
             entries = sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";"))
             if is_dir:
                 partial.chmod(0o700)
