@@ -288,8 +288,26 @@ CASES = [
 ]
 
 
+def _table_row(name: str, argv: list[str], proc, env: Env) -> None:
+    """With $SWRUN_BAD_INPUT_TABLE set, append this case as a row of docs/bad-input.md's table."""
+    import os
+
+    out = os.environ.get("SWRUN_BAD_INPUT_TABLE")
+    if not out:
+        return
+    line = next((x for x in proc.stderr.splitlines() if x.startswith("swrun: error:")), "")
+    for long, short in ((env.url, "URL"), (env.db_url, "URL"), (str(env.project), "PROJECT"), (str(env.workdir), "."),
+                        (str(env.pg.home), "STATE")):
+        if long:
+            line = line.replace(long, short)
+            argv = [a.replace(long, short) for a in argv]
+    cell = " ".join(argv).replace("|", "\\|")
+    with open(out, "a") as fh:
+        fh.write(f"| {name} | `swrun {cell}` | {line.replace('|', chr(92) + '|')} | {proc.returncode} |\n")
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input(case: Case, pg, db_url, project_copy, workdir):
+def test_bad_input(case: Case, pg, db_url, project_copy, workdir, request):
     env = Env(pg, db_url, project_copy, workdir, url=db_url)
     if case.at_head:
         upgrade.run(RunContext(database_url=db_url, project_path=str(env.ini)))
@@ -306,6 +324,7 @@ def test_bad_input(case: Case, pg, db_url, project_copy, workdir):
             env.cleanup()
     shown = f"$ swrun {' '.join(argv)}\n--- exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
 
+    _table_row(request.node.callspec.id, argv, proc, env)
     assert proc.returncode == case.code, shown
     assert "Traceback" not in proc.stdout + proc.stderr, shown
     errors = [line for line in proc.stderr.splitlines() if line.startswith("swrun: error:")]
