@@ -60,3 +60,47 @@ def test_killed_run_leaves_a_clean_database_and_a_record(victim, db_url, workdir
     rng.choice = lambda seq: victim  # this test picks the victim; the soak script draws it
     problems = killed_runs.trial(1, pg, project, ini, refs, workdir, rng)
     assert problems == [], problems
+
+
+SECRET = "Zq9-very-secret-pw%40x"  # URL-encoded '@' on purpose: the decoded form must not leak either
+
+
+def test_the_password_appears_nowhere(pg, db_url, workdir):
+    from urllib.parse import unquote
+
+    plain = unquote(SECRET)
+    dbname = db_url.split("?", 1)[0].rsplit("/", 1)[-1]
+    scalar(db_url, f"create role leakcheck login superuser password '{plain}'; select 1")
+    try:
+        url = pg.status().tcp_url(database=dbname, user="leakcheck", password=SECRET)
+        missing = pg.status().tcp_url(database="no_such_db", user="leakcheck", password=SECRET)
+        outputs = []
+        for argv in (("deploy", "--database-url", url, "--env", "staging"),
+                     ("backup", "--database-url", url, "--env", "staging", "--mode", "directory-fast"),
+                     ("status", "--database-url", missing),            # a failed connection's error text
+                     ("deploy", "--database-url", missing, "--env", "staging"),
+                     ("reports", "verify", "--database-url", url),
+                     ("reports", "site"),
+                     ("reports", "list", "--json")):
+            proc = run_cli(*argv)
+            outputs += [proc.stdout, proc.stderr]
+        run_id = json.loads(outputs[-2])[0]["run_id"]
+        proc = run_cli("reports", "export", run_id, "--html")
+        outputs += [proc.stdout, proc.stderr]
+        assert run_cli("reports", "verify", "--database-url", url).returncode == 0
+        for text in outputs:
+            assert plain not in text and SECRET not in text
+        files = [p for p in workdir.rglob("*") if p.is_file()]
+        assert any(p.suffix == ".html" for p in files) and any(p.name == "index.jsonl" for p in files)
+        for path in files:
+            data = path.read_bytes()
+            assert plain.encode() not in data and SECRET.encode() not in data, path
+        # records, index, HTML and backups are readable by their owner only
+        for path in files:
+            if path.suffix in (".ipynb", ".jsonl", ".html", ".dump") or path.parent.suffix == ".dumpdir":
+                assert path.stat().st_mode & 0o077 == 0, f"{path} is {oct(path.stat().st_mode)}"
+        # and the copy of each run in the database holds no password either
+        rows = scalar(url.replace("postgresql://", "postgresql://"), "select string_agg(entry::text, '') from swrun.run_records")
+        assert rows and plain not in rows
+    finally:
+        scalar(db_url, "drop owned by leakcheck; drop role leakcheck; select 1")
