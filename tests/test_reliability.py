@@ -100,7 +100,7 @@ def test_the_password_appears_nowhere(pg, db_url, workdir):
             if path.suffix in (".ipynb", ".jsonl", ".html", ".dump") or path.parent.suffix == ".dumpdir":
                 assert path.stat().st_mode & 0o077 == 0, f"{path} is {oct(path.stat().st_mode)}"
         # and the copy of each run in the database holds no password either
-        rows = scalar(url.replace("postgresql://", "postgresql://"), "select string_agg(entry::text, '') from swrun.run_records")
+        rows = scalar(db_url, "select string_agg(entry::text, '') from swrun.run_records")
         assert rows and plain not in rows
     finally:
         scalar(db_url, "drop owned by leakcheck; drop role leakcheck; select 1")
