@@ -121,16 +121,18 @@ def fill_demo(url: str, target_bytes: int) -> int:
 
     engine = database.make_engine(database.normalize_url(url))
     try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(FILL_SQL)
+        def run(sql: str) -> None:  # the driver's cursor: the SQL holds no parameters
+            with engine.begin() as conn:
+                conn.connection.cursor().execute(sql)
+
+        run(FILL_SQL)
         batch, start = 500_000, 1
         while True:
             with engine.connect() as conn:
                 size = conn.exec_driver_sql("select pg_database_size(current_database())").scalar()
             if size >= target_bytes:
                 break
-            with engine.begin() as conn:
-                conn.exec_driver_sql(PICKUPS_SQL.format(start=start, stop=start + batch - 1))
+            run(PICKUPS_SQL.format(start=start, stop=start + batch - 1))
             start += batch
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("vacuum analyze")

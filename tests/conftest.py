@@ -39,13 +39,18 @@ def pg(tmp_path_factory):
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture
-def db_url(pg):
-    """A new, empty database; dropped after the test."""
+def new_database(pg):
+    """Yield the URL of a new, empty database on the test server; drop it afterwards."""
     name = f"t_{uuid.uuid4().hex[:10]}"
     url = pg.create_database(name)
     yield url
     pg.drop_database(name)
+
+
+@pytest.fixture
+def db_url(pg):
+    """A new, empty database; dropped after the test."""
+    yield from new_database(pg)
 
 
 @pytest.fixture

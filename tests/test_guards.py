@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
-import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from conftest import HEAD, add_revision, current_revision, run_cli, scalar
+from conftest import new_database, HEAD, add_revision, current_revision, run_cli, scalar
 from swrun import database, schema
 from swrun.config import RunContext
 from swrun.guards import NEVER_DELETE, NEVER_ENUM, NEVER_MODIFY, NEVER_RENAME, enums, ledger, lint
@@ -78,10 +77,7 @@ def error_line(proc) -> str:
 
 @pytest.fixture
 def second_db(pg):
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    url = pg.create_database(name)
-    yield url
-    pg.drop_database(name)
+    yield from new_database(pg)
 
 
 @pytest.fixture
