@@ -57,15 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", default="head")
     p.add_argument("--out-dir", default="backups", help="directory for the .sql file")
     p.add_argument("--show-sql", action="store_true", help="print the SQL too")
+    p.add_argument("--sql-file", metavar="PATH", help="also write the SQL as a psql script (psql -v ON_ERROR_STOP=1 -f PATH): "
+                   "timeouts set, a start-revision check, one transaction per revision")
+    p.add_argument("--lock-timeout", default="10s", help="lock_timeout the --sql-file sets (default: 10s)")
+    p.add_argument("--statement-timeout", default="0", help="statement_timeout the --sql-file sets (default: 0, no limit)")
 
     p = sub.add_parser("verify", help="check revision, enums, invalid indexes, app check (read-only)")
     _common(p)
     p.add_argument("--to", default="head")
 
     for verb, steps, text in (
-        ("deploy", None, "the full checklist as a runbook: preflight, status, preview, guards, backup, upgrade, verify"),
+        ("deploy", None, "the full checklist as a runbook: preflight, status, preview, guards, backup, rehearse, upgrade, verify, watch"),
         ("upgrade", "status,guards,upgrade,verify", "apply pending revisions (as a runbook, leaving a record)"),
         ("backup", "preflight,backup", "pg_dump -Fc the database, verified (as a runbook, leaving a record)"),
+        ("rehearse", "preflight,status,backup,rehearse", "back up, restore the backup into a scratch database and run the "
+                                                        "pending migrations up, down and up on it (as a runbook, leaving a record)"),
     ):
         p = sub.add_parser(verb, help=text)
         _common(p)
@@ -73,14 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--to", default="head", help="target revision (default: head)")
         p.set_defaults(fixed_steps=steps)
         if verb == "deploy":
-            p.add_argument("--steps", help="comma-separated subset of: preflight,status,preview,guards,backup,upgrade,verify")
-        if verb in ("deploy", "backup"):
+            p.add_argument("--steps", help="comma-separated subset of: preflight,status,preview,guards,backup,rehearse,upgrade,verify,watch")
+            p.add_argument("--watch", dest="watch_seconds", type=float, metavar="SECONDS",
+                           help="after the upgrade, watch the database's error signals this long against as long before it")
+            p.add_argument("--fail-on-rise", dest="watch_fail_on_rise", action="store_true",
+                           help="a rise in the watched error signals fails the run (exit 9)")
+        if verb in ("deploy", "rehearse"):
+            p.add_argument("--rehearse-on", dest="rehearse_on", choices=["embedded", "target"],
+                           help="where the rehearsal's scratch database goes: the embedded server (default) or the target's server")
+        if verb in ("deploy", "backup", "rehearse"):
             p.add_argument("--mode", dest="backup_mode", choices=["custom", "custom-fast", "directory-fast"],
                            help="backup format: custom = pg_dump -Fc (default); custom-fast = -Fc with gzip:1; "
                                 "directory-fast = -Fd -j (parallel)")
-        if verb != "backup":
+        if verb not in ("backup", "rehearse"):
             p.add_argument("--acknowledge", metavar="IDS", help="comma-separated guard finding ids to let through (the record keeps them)")
-            p.add_argument("--override-gates", metavar="GATES", help="production gates to override: staging, locks, long-transactions")
+            p.add_argument("--override-gates", metavar="GATES", help="production gates to override: staging, locks, long-transactions, rehearsal")
 
     p = sub.add_parser("run", help="execute any runbook with parameters")
     _common(p)
@@ -94,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--autogenerate", action="store_true", help="compare the models with the database (enum values too)")
     p.add_argument("--rev-id", help="the new revision's id (default: Alembic generates one)")
     _reports_parser(sub)
+    _recovery_parsers(sub)
     return parser
 
 
@@ -159,12 +173,14 @@ def _dispatch(args) -> int:
         return _db(args)
     if args.verb in ("status", "preview", "verify"):
         return _read_only(args)
-    if args.verb in ("deploy", "upgrade", "backup", "run"):
+    if args.verb in ("deploy", "upgrade", "backup", "rehearse", "run"):
         return _runbook(args)
     if args.verb == "revision":
         return _revision(args)
     if args.verb == "reports":
         return _reports(args)
+    if args.verb in RECOVERY_VERBS:
+        return _recovery(args)
     raise UsageError(f"unknown command {args.verb}")
 
 
@@ -195,11 +211,12 @@ def _db(args) -> int:
 def _read_only(args) -> int:
     from .steps import preview, status, verify
 
-    ctx = _context(args)
+    ctx = _context(args, **({"lock_timeout": args.lock_timeout} if args.verb == "preview" else {}))
     if args.verb == "status":
         result = status.run(ctx, target=args.to)
     elif args.verb == "preview":
-        result = preview.run(ctx, target=args.to, out_dir=Path(args.out_dir))
+        result = preview.run(ctx, target=args.to, out_dir=Path(args.out_dir),
+                             sql_file=Path(args.sql_file) if args.sql_file else None, statement_timeout=args.statement_timeout)
     else:
         result = verify.run(ctx, target=args.to)
     _print_result(result, args)
@@ -235,7 +252,7 @@ def _runbook(args) -> int:
         steps = args.fixed_steps or getattr(args, "steps", None)
         if steps:
             params["steps"] = steps
-        for name in ("acknowledge", "override_gates", "backup_mode"):
+        for name in ("acknowledge", "override_gates", "backup_mode", "rehearse_on", "watch_seconds", "watch_fail_on_rise"):
             if getattr(args, name, None):
                 params[name] = getattr(args, name)
     outcome = runner.run_runbook(
@@ -254,6 +271,125 @@ def _runbook(args) -> int:
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
     return outcome.exit_code
+
+
+RECOVERY_VERBS = ("rollback", "stamp", "doctor", "start-fresh", "enum-change")
+_BACKUP_MODES = ["custom", "custom-fast", "directory-fast"]
+
+
+def _recovery_parsers(sub) -> None:
+    """The guide's recovery procedures and troubleshooting: runbooks/rollback, stamp, doctor, start_fresh, enum_change."""
+    p = sub.add_parser("rollback", help="roll back (one revision, the guide's downgrade -1): plan, backup, downgrade, verify (a runbook)")
+    _common(p)
+    _run_options(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--to", metavar="REV", help="the revision to roll back to (base: undo everything)")
+    which.add_argument("--steps", type=int, metavar="N", help="how many revisions to roll back (default: 1)")
+    p.add_argument("--mode", dest="backup_mode", choices=_BACKUP_MODES, help="backup format (default: custom, pg_dump -Fc)")
+
+    p = sub.add_parser("stamp", help="set alembic_version to REV, only if a scratch database built at REV has the live schema (a runbook)")
+    _common(p)
+    _run_options(p)
+    p.add_argument("revision", metavar="REV", help="the revision to stamp (a revision id, head, base)")
+    p.add_argument("--override", action="store_true", help="stamp even though the schemas differ (the record keeps that it was used)")
+    p.add_argument("--scratch", choices=["embedded", "target"], help="where the scratch database is built (default: the embedded server)")
+
+    p = sub.add_parser("doctor", help="diagnose the guide's troubleshooting cases: the evidence and what to do (read-only)")
+    _common(p)
+    _run_options(p)
+    p.add_argument("--scratch", choices=["embedded", "target"], default="embedded",
+                   help="where the schema check's scratch database is built (default: the embedded server)")
+    p.add_argument("--record", action="store_true", help="run runbooks/doctor.ipynb and keep the record under reports/")
+
+    p = sub.add_parser("start-fresh", help="downgrade base, then upgrade head: development environments only (a runbook)")
+    _common(p)
+    _run_options(p)
+    p.add_argument("--mode", dest="backup_mode", choices=_BACKUP_MODES, help="backup format (default: custom, pg_dump -Fc)")
+
+    p = sub.add_parser("enum-change", help="the guide's enum change procedure: a migration generated from a mapping, "
+                                           "applied, every row checked (a runbook)")
+    _common(p)
+    _run_options(p)
+    p.add_argument("--enum", required=True, help="the enum type")
+    p.add_argument("--table", required=True, help="the table whose column has that type")
+    p.add_argument("--column", required=True, help="the column")
+    p.add_argument("--map", dest="mapping", action="append", required=True, metavar="OLD=NEW",
+                   help="one per value of the enum (VALUE alone keeps it); every value must be mapped")
+    p.add_argument("--rev-id", help="the new revision's id (default: derived from the change and its parent)")
+    p.add_argument("--generate-only", action="store_true", help="write the migration and stop (deploy it later)")
+    p.add_argument("--acknowledge", metavar="IDS", help="comma-separated guard finding ids to let through (the record keeps them)")
+    p.add_argument("--override-gates", metavar="GATES", help="production gates to override")
+    p.add_argument("--mode", dest="backup_mode", choices=_BACKUP_MODES, help="backup format (default: custom, pg_dump -Fc)")
+
+
+def _recovery(args) -> int:
+    from . import runner
+
+    if args.verb == "doctor" and not args.record:  # read-only: print the diagnosis, keep nothing
+        from .recovery import doctor
+
+        ctx = _context(args, environment=args.env)
+        results = doctor.diagnose(ctx, where=args.scratch)
+        print(json.dumps([r.as_dict() for r in results], indent=2) if args.json else doctor.text(results, ctx))
+        return 1 if any(r.outcome in ("warning", "failed") for r in results) else 0
+    params: dict = {}
+    runbook = args.verb.replace("-", "_")
+    if args.verb == "rollback":
+        if args.steps is not None and args.steps < 1:
+            raise UsageError(f"--steps must be a positive number of revisions, got {args.steps}")
+        if args.to:
+            params["target"] = args.to
+        if args.steps:
+            params["steps_back"] = args.steps
+    elif args.verb == "stamp":
+        params["target"] = args.revision
+        params["override"] = args.override
+        if args.scratch:
+            params["scratch"] = args.scratch
+    elif args.verb == "doctor":
+        params["scratch"] = args.scratch
+    elif args.verb == "enum-change":
+        bad = [m for m in args.mapping if "," in m]
+        if bad:
+            raise UsageError(f"bad --map {bad[0]!r}: one OLD=NEW per --map")
+        params.update(enum_name=args.enum, table=args.table, column=args.column, mapping=",".join(args.mapping))
+        if args.rev_id:
+            params["rev_id"] = args.rev_id
+        if args.generate_only:
+            params["steps"] = "enum-plan,enum-generate"
+        for name in ("acknowledge", "override_gates"):
+            if getattr(args, name, None):
+                params[name] = getattr(args, name)
+    if getattr(args, "backup_mode", None):
+        params["backup_mode"] = args.backup_mode
+    outcome = runner.run_runbook(
+        runbook, raw_parameters=params, project=args.project, database_url=args.database_url, environment=args.env,
+        reports_dir=Path(args.reports_dir), backup_dir=Path(args.backup_dir), operator=args.operator,
+        cell_timeout=args.cell_timeout, kernel_timeout=args.kernel_timeout, progress=not args.json)
+    if args.json:
+        print(json.dumps(outcome.as_dict(), indent=2))
+        return outcome.exit_code
+    import nbformat
+
+    steps = {s["step"]: s for s in nbformat.read(str(outcome.record), as_version=4).metadata.get("swrun", {}).get("steps", [])}
+    _print_recovery_tables(steps)
+    if args.verb == "doctor" and outcome.exit_code == 0:
+        return 1 if any(s.get("outcome") == "warning" for s in steps.values()) else 0
+    return outcome.exit_code
+
+
+def _print_recovery_tables(steps: dict) -> None:
+    """The tables the terminal needs besides the progress lines: a stamp's schema differences, an enum change's counts."""
+    import pandas as pd
+
+    found = steps.get("stamp-check", {}).get("data", {}).get("differences")
+    if found:
+        print(f"schema differences (migrations at {', '.join(steps['stamp-check']['data']['target']) or '<base>'} vs the live database):")
+        print(pd.DataFrame(found, columns=["kind", "object", "difference", "migrations", "live"]).to_string(index=False))
+    counts = steps.get("enum-check", {}).get("data", {}).get("per_value")
+    if counts:
+        print("rows per value, before and after:")
+        print(pd.DataFrame(counts, columns=["value", "from", "rows before", "rows after", "result"]).to_string(index=False))
 
 
 def _revision(args) -> int:

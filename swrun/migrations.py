@@ -70,9 +70,25 @@ def _swrun_environment(cfg: Config, script: ScriptDirectory, options: dict, **kw
     env = EnvironmentContext(cfg, script, **kw)
     original = env.configure
     lock_timeout = options.get("lock_timeout")
+    on_revision = options.get("on_revision")
+    expect_database = options.get("expect_database")
 
     def configure(connection=None, **opts):
         opts.setdefault("transaction_per_migration", True)
+        if connection is not None and expect_database:
+            # an env.py that reads its own URL (not sqlalchemy.url) would migrate another database
+            opened_here = not connection.in_transaction()
+            found = connection.exec_driver_sql("select current_database()").scalar()
+            if opened_here:
+                connection.commit()
+            if found != expect_database:
+                raise StateError(f"the project's env.py connected to database {found!r}, not {expect_database!r}: it does "
+                                 "not use the URL swrun passes (sqlalchemy.url); nothing was run there")
+        if on_revision is not None:
+            # Alembic calls these after each revision's SQL, inside its transaction, before the commit
+            given = opts.get("on_version_apply") or ()
+            given = (given,) if callable(given) else tuple(given)
+            opts["on_version_apply"] = (*given, lambda ctx, step, heads, run_args: on_revision(ctx, step))
         if connection is not None and lock_timeout:
             # SET is session-wide; commit it unless env.py has already opened its own transaction.
             opened_here = not connection.in_transaction()
@@ -314,9 +330,11 @@ class Project:
     # -- running env.py -----------------------------------------------------------------
     def _run_env(self, url: URL | None, fn: Callable, *, as_sql: bool = False, buffer=None,
                  starting_rev: str | None = None, destination_rev: str | None = None, dont_mutate: bool = False,
-                 lock_timeout: str | None = None) -> None:
+                 lock_timeout: str | None = None, on_revision: Callable | None = None,
+                 expect_database: str | None = None) -> None:
         cfg = self.config(url, buffer=buffer)
-        with _swrun_environment(cfg, self.script, {"lock_timeout": lock_timeout}, fn=fn, as_sql=as_sql,
+        options = {"lock_timeout": lock_timeout, "on_revision": on_revision, "expect_database": expect_database}
+        with _swrun_environment(cfg, self.script, options, fn=fn, as_sql=as_sql,
                                 starting_rev=starting_rev, destination_rev=destination_rev, dont_mutate=dont_mutate):
             self.script.run_env()
 
@@ -352,11 +370,14 @@ class Project:
 
         return fn
 
-    def apply(self, url: URL, target: str = "head", *, direction: str = "upgrade", lock_timeout: str | None = "10s") -> list[AppliedRevision]:
+    def apply(self, url: URL, target: str = "head", *, direction: str = "upgrade", lock_timeout: str | None = "10s",
+              on_revision: Callable | None = None, expect_database: str | None = None) -> list[AppliedRevision]:
         """Upgrade or downgrade to ``target`` online; returns each revision with its time.
 
         On failure raises MigrationFailed naming the revision; the revisions before it
-        stay applied (one transaction per revision).
+        stay applied (one transaction per revision). ``on_revision(migration_context, step_info)``
+        runs inside each revision's transaction, after its SQL and before its commit;
+        ``expect_database``: refuse (before any SQL) when env.py connects to another database.
         """
         if direction == "upgrade":
             self.resolve(target)
@@ -371,8 +392,11 @@ class Project:
         self._timings = []
         sink: list = []
         try:
-            self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target, lock_timeout=lock_timeout)
+            self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target, lock_timeout=lock_timeout,
+                          on_revision=on_revision, expect_database=expect_database)
         except Exception as exc:
+            if isinstance(exc, StateError) and expect_database and not sink:
+                raise
             failed = next((self._step_revision(step) for state, step in reversed(sink) if state == "running"), None)
             if isinstance(exc, _alembic_errors()) and failed is None:
                 raise StateError(f"cannot {direction} to {target!r}: {exc}") from None

@@ -22,7 +22,7 @@ from .config import RunContext
 from .errors import SwrunError
 from .steps.base import MIME_TYPE, StepResult
 
-DEPLOY_STEPS = ("preflight", "status", "preview", "guards", "backup", "upgrade", "verify")
+DEPLOY_STEPS = ("preflight", "status", "preview", "guards", "backup", "rehearse", "upgrade", "verify", "watch")
 # read-only steps whose failure the guards step explains (a deleted or renamed file): it runs after them anyway
 _GUARDS_RUN_AFTER = ("status", "preview")
 
@@ -68,7 +68,7 @@ def show(result: StepResult) -> None:
 # step name -> function(rb) -> StepResult. A runbook's cells name steps; the functions that
 # run them register here, from the modules in STEP_MODULES (imported on first use).
 _STEPS: dict[str, Callable[["Runbook"], StepResult]] = {}
-STEP_MODULES = ("swrun.steps.deploy_steps",)
+STEP_MODULES = ("swrun.steps.deploy_steps", "swrun.recovery.steps")
 
 
 def register(name: str):
@@ -157,6 +157,9 @@ class Runbook:
             guards = self.result("guards")
             if guards is None or not guards.ok or guards.outcome == "skipped":
                 return "production requires the guards step of this run (the files unchanged since applied, the production gates passed)"
+            if not rehearsed(self) and "rehearsal" not in _names(self.override_gates):
+                return ("production requires a successful rehearsal of these migrations in this run (the guide: ALWAYS test "
+                        "migrations locally first; Have rollback plan ready): run the rehearse step, or override: --override-gates rehearsal")
         return None
 
     def run(self, step: str) -> StepResult:
@@ -195,6 +198,22 @@ class Runbook:
         verdict = f"FAILED at {failed[0].step}" if failed else "SUCCEEDED"
         _display({"text/plain": f"run {verdict}", "text/markdown": f"## Run {verdict}"})
         show_table(df.drop(columns=["seconds"]) if plain_output() else df, "summary")
+
+
+def _names(text: str) -> set[str]:
+    return {x.strip() for x in (text or "").split(",") if x.strip()}
+
+
+def rehearsed(rb: Runbook) -> bool:
+    """This run rehearsed this migration set (the status step's fingerprint) on a copy, successfully."""
+    done, known = rb.result("rehearse"), rb.result("status")
+    if done is None or done.outcome not in ("ok", "warning") or not done.data.get("fingerprint"):
+        return False
+    return known is None or known.data.get("fingerprint") in (None, done.data["fingerprint"])
+
+
+def rehearsal_overridden(rb: Runbook) -> bool:
+    return not rehearsed(rb) and "rehearsal" in _names(rb.override_gates)
 
 
 def _failure_data(exc: SwrunError) -> dict:

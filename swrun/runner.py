@@ -226,6 +226,9 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
         env.pop("SWRUN_PLAIN_OUTPUT", None)
         kernel = _Kernel(env, os.getcwd(), kernel_timeout)
         journal = record.with_name(f".{record.stem}.journal")
+        # papermill writes here, never over the placeholder: until _finish replaces it atomically,
+        # the record on disk is either the placeholder or the finished record
+        executing = record.with_name(f".{record.stem}.executing.ipynb")
         steps = parameters.get("steps", declared["steps"].default if "steps" in declared else None)
         out = _Progress(progress, journal, selected={x.strip() for x in steps.split(",")} if isinstance(steps, str) else None)
         # the record exists from the start: a run killed before it ends is found, marked incomplete
@@ -243,7 +246,7 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
             logging.getLogger("papermill").setLevel(logging.CRITICAL)  # swrun reports failures itself, in one line
 
             executed = pm.execute_notebook(
-                nb, str(record), parameters=parameters, kernel_name="python3", progress_bar=False,
+                nb, str(executing), parameters=parameters, kernel_name="python3", progress_bar=False,
                 # one write at the end, not one per cell: each save serialises the whole, growing
                 # notebook (0.5 s of a 500-revision deploy); the placeholder and the journal
                 # stand in for a run that dies
@@ -256,19 +259,24 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
         except UsageError:  # the kernel did not start: nothing ran, so no record either
             record.unlink(missing_ok=True)
             journal.unlink(missing_ok=True)
+            executing.unlink(missing_ok=True)
             raise
         except Exception as exc:
             error = _execution_error(exc, out.current_step, cell_timeout)
         finally:
             kernel.stop()
+        if out.current_step == "rehearse":  # stopped mid-rehearsal: its own cleanup never ran
+            _drop_scratch(ctx, run_id, parameters.get("rehearse_on") or getattr(declared.get("rehearse_on"), "default", None),
+                          progress)
         if out.first_cell_at is not None:
             timings["kernel_ready"] = out.first_cell_at - t_kernel
         if executed is None:
-            executed = _read_partial(record, nb)
+            executed = _read_partial(executing, nb)
         timings["total"] = time.perf_counter() - t_total
         outcome = _finish(executed, record, name, run_id, environment, ctx, parameters, started, timings, error, interrupted,
                           known=out.results, in_flight=out.current_step)
         journal.unlink(missing_ok=True)
+        executing.unlink(missing_ok=True)
     finally:
         os.umask(old_umask)
     if progress:
@@ -280,6 +288,19 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
         if outcome.message and outcome.outcome != "succeeded":
             print(f"swrun: error: {outcome.message}", file=sys.stderr)
     return outcome
+
+
+def _drop_scratch(ctx, run_id: str, on: str | None, progress: bool) -> None:
+    from .steps import rehearse
+
+    try:
+        dropped = rehearse.drop_leftover(ctx, run_id, on or "embedded")
+    except Exception as exc:  # the record comes first; say what is left behind
+        print(f"swrun: warning: the rehearsal's scratch database {rehearse.scratch_name(run_id)} may be left: "
+              f"{ctx.scrub(' '.join(str(exc).split()))[:200]}", file=sys.stderr, flush=True)
+        return
+    if dropped and progress:
+        print(f"swrun: removed the rehearsal's scratch database {rehearse.scratch_name(run_id)}", file=sys.stderr, flush=True)
 
 
 def _execution_error(exc: Exception, step: str | None, cell_timeout: float) -> str:
@@ -340,6 +361,9 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
         timings[f"step:{step}"] = res.get("seconds", 0.0)
     status = results.get("status", {}).get("data", {})
     upgrade = results.get("upgrade", {}).get("data", {})
+    if not upgrade:  # other runbooks' steps that move the revision (rollback, stamp, start-fresh) say before/after too
+        moved = next((results[s]["data"] for s in ("rollback", "stamp", "start-fresh") if results.get(s, {}).get("data")), {})
+        upgrade = {k: moved[k] for k in ("before", "after") if k in moved}
     backup = results.get("backup", {}).get("data", {})
     nb.metadata[NAMESPACE] = {
         "run_id": run_id,

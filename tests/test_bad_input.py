@@ -20,7 +20,7 @@ from typing import Callable
 import pytest
 import sqlalchemy as sa
 
-from conftest import HEAD, add_revision, current_revision, run_cli
+from conftest import HEAD, add_revision, current_revision, run_cli, scalar
 from swrun import database
 from swrun.config import RunContext
 from swrun.steps import upgrade
@@ -200,6 +200,12 @@ def record_of(env: Env) -> dict:
     return json.loads(records[0].read_text())["metadata"]["swrun"]
 
 
+def no_scratch_database(env: Env) -> None:
+    """A rehearsal stopped mid-way (a timeout, Ctrl-C) leaves no scratch database behind."""
+    url = env.pg.status().url("postgres")
+    assert scalar(url, "select count(*) from pg_database where datname like 'swrun_rehearsal%%'") == 0
+
+
 def names_failed_revision(env: Env) -> None:
     assert "fa11ed000001" in record_of(env)["message"]
 
@@ -250,8 +256,8 @@ CASES = [
     pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION_BACKSLASH), STEP_FAILED,
                       ("unknown target revision",), setup=no_pwned_file, failed_step="status", check=not_pwned),
                  id="parameter-code-injection-backslash"),
-    pytest.param(Case(("deploy", *DB), STEP_FAILED, ("fa11ed000001", "division by zero", "now at " + HEAD),
-                      setup=failing_migration, at_head=True, failed_step="upgrade", check=names_failed_revision),
+    pytest.param(Case(("deploy", *DB), STEP_FAILED, ("fa11ed000001", "division by zero", "still at " + HEAD),
+                      setup=failing_migration, at_head=True, failed_step="rehearse", check=names_failed_revision),
                  id="failing-migration"),
     pytest.param(Case(("status", "--database-url", "", "--project", "{ini}"), USAGE, ("database URL is empty",)),
                  id="empty-url"),
@@ -259,7 +265,7 @@ CASES = [
                       DATABASE, ("cannot",)), id="url-with-sql"),
     pytest.param(Case(("status", "--database-url", "{url}", "--project", "/tmp"), PROJECT, ("no alembic.ini",)),
                  id="project-dir-without-ini"),
-    pytest.param(Case(("deploy", *DB), STEP_FAILED, ("already exists",), setup=enum_exists, failed_step="upgrade"),
+    pytest.param(Case(("deploy", *DB), STEP_FAILED, ("already exists",), setup=enum_exists, failed_step="rehearse"),
                  id="enum-already-exists"),
     pytest.param(Case(("deploy", *DB), STEP_FAILED, ("NEVER modify an applied migration", "a1b2c3d4e5f6"),
                       setup=modified_applied, at_head=True, failed_step="guards"), id="modified-applied-migration"),
@@ -268,7 +274,7 @@ CASES = [
     pytest.param(Case(("deploy", *DB, "--acknowledge", "no-such-finding"), STEP_FAILED, ("no-such-finding",),
                       at_head=True, failed_step="guards"), id="unknown-acknowledgement"),
     pytest.param(Case(("deploy", *DB, "--cell-timeout", "3"), STEP_FAILED, ("timed out",), setup=slow_migration,
-                      at_head=True, failed_step="upgrade"), id="cell-timeout"),
+                      at_head=True, failed_step="rehearse", check=no_scratch_database), id="cell-timeout"),
     pytest.param(Case(("backup", *DB, "--backup-dir", "{blocker}"), STEP_FAILED, ("disk for backup", "free in"),
                       setup=tiny_disk, at_head=True, failed_step="preflight", check=no_partial_backup),
                  id="backup-disk-too-small-preflight"),

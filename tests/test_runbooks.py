@@ -15,6 +15,7 @@ import pytest
 from conftest import HEAD, add_revision, current_revision, run_cli, scalar
 
 PASSWORD = "Tr0ub4dor-&-3-s3cr3t"
+NO_REHEARSAL = "preflight,status,preview,guards,backup,upgrade,verify"
 
 
 def records_in(workdir):
@@ -37,14 +38,15 @@ def kernels_left():
 def test_deploy_then_redeploy_keeps_a_record_each_time(db_url, workdir):
     first = run_cli("deploy", "--database-url", db_url, "--env", "staging", "--operator", "ops@test")
     assert first.returncode == 0, first.stderr
-    for step in ("preflight", "status", "preview", "backup", "upgrade", "verify"):
+    for step in ("preflight", "status", "preview", "backup", "rehearse", "upgrade", "verify"):
         assert f"→ {step}" in first.stderr and f"✓ {step}" in first.stderr
     [record] = records_in(workdir)
     assert record.parent == workdir / "reports" / "staging" / record.parent.parent.name / record.parent.name
     assert record.name.endswith(f"_deploy_{meta(record)['run_id']}.ipynb")
     m = meta(record)
     assert (m["outcome"], m["revision_before"], m["revision_after"], m["operator"]) == ("succeeded", [], [HEAD], "ops@test")
-    assert [s["step"] for s in m["steps"]] == ["preflight", "status", "preview", "guards", "backup", "upgrade", "verify"]
+    assert [s["step"] for s in m["steps"]] == ["preflight", "status", "preview", "guards", "backup", "rehearse", "upgrade", "verify",
+                                               "watch"]
     assert Path(m["backup"]["file"]).exists() and len(m["backup"]["sha256"]) == 64
     assert oct(record.stat().st_mode & 0o777) == "0o600"
     nb = nbformat.read(str(record), as_version=4)
@@ -65,7 +67,8 @@ def test_deploy_then_redeploy_keeps_a_record_each_time(db_url, workdir):
 def test_failed_migration_is_recorded_and_named(db_url, workdir, project_copy):
     add_revision(project_copy, "0badc0ffee00", HEAD, "op.execute('create table fine (id int)')", "op.execute('drop table fine')")
     add_revision(project_copy, "0badc0ffee01", "0badc0ffee00", "op.execute('select 1/0')")
-    proc = run_cli("deploy", "--database-url", db_url, "--project", project_copy / "alembic.ini")
+    # without the rehearsal, which would stop the run before the upgrade (tests/test_rehearse.py)
+    proc = run_cli("deploy", "--database-url", db_url, "--project", project_copy / "alembic.ini", "--steps", NO_REHEARSAL)
     assert proc.returncode == 9
     assert "FAILED at upgrade" in proc.stderr and "0badc0ffee01" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -74,8 +77,8 @@ def test_failed_migration_is_recorded_and_named(db_url, workdir, project_copy):
     assert (m["outcome"], m["failed_step"]) == ("failed", "upgrade")
     assert "0badc0ffee01" in m["message"] and "division by zero" in m["message"]
     steps = {s["step"]: s["outcome"] for s in m["steps"]}
-    assert steps == {"preflight": "ok", "status": "ok", "preview": "ok", "guards": "warning", "backup": "ok", "upgrade": "failed",
-                     "verify": "skipped"}
+    assert steps == {"preflight": "ok", "status": "ok", "preview": "ok", "guards": "warning", "backup": "ok", "rehearse": "skipped",
+                     "upgrade": "failed", "verify": "skipped", "watch": "skipped"}
     banner = nbformat.read(str(record), as_version=4).cells[0].source
     assert "FAILED" in banner and "upgrade" in banner
     assert current_revision(db_url) == "0badc0ffee00"
@@ -124,7 +127,7 @@ def test_ctrl_c_stops_the_kernel_and_keeps_the_record(db_url, workdir, project_c
     add_revision(project_copy, "510e00000000", HEAD, "op.execute('select pg_sleep(30)')")
     env = {**os.environ}
     proc = subprocess.Popen([sys.executable, "-m", "swrun", "deploy", "--database-url", db_url, "--project",
-                             str(project_copy / "alembic.ini")], stderr=subprocess.PIPE, text=True, env=env)
+                             str(project_copy / "alembic.ini"), "--steps", NO_REHEARSAL], stderr=subprocess.PIPE, text=True, env=env)
     lines = []
     for line in proc.stderr:
         lines.append(line)

@@ -12,6 +12,8 @@ locks              no other session holds a lock on a table the pending SQL touc
 long-transactions  no transaction open longer than the threshold                        long-transactions
 disk               free space where the backup goes exceeds the database's size         -
 backup             a verified backup from this same run (checked before the upgrade)    -
+rehearsal          the same run rehearsed these migrations up, down and up on a         rehearsal
+                   restored copy of its backup (checked before the upgrade)
 =================  ==================================================================  ===============
 
 A gate that blocks says why and what to do; an override is a runbook parameter
@@ -33,7 +35,7 @@ from . import Finding, parse_ids
 
 PRODUCTION = "production"
 STAGING = "staging"
-OVERRIDABLE = ("staging", "locks", "long-transactions")
+OVERRIDABLE = ("staging", "locks", "long-transactions", "rehearsal")
 
 
 @dataclass
@@ -143,7 +145,7 @@ def evaluate(*, environment: str, findings: list[Finding], overrides: list[str],
                       "; ".join(f"{f.id} ({f.never})" for f in never) if never else "no finding breaks a NEVER rule",
                       "restore the file(s) as the finding says; to go on regardless, acknowledge the id(s)" if never else ""))
     if environment != PRODUCTION:
-        for name in ("staging", "danger", "locks", "long-transactions", "disk"):
+        for name in ("staging", "danger", "locks", "long-transactions", "disk", "rehearsal"):
             gates.append(Gate(name, "n/a", f"production only (this is {environment})"))
         return gates
     target = list(target)
@@ -194,6 +196,9 @@ def evaluate(*, environment: str, findings: list[Finding], overrides: list[str],
         ok, detail = disk(conn, backup_dir)
         gates.append(Gate("disk", "pass" if ok else "blocked", detail, "" if ok else "free space where the backup goes (--backup-dir)"))
     gates.append(Gate("backup", "pending", "checked before the upgrade: a verified backup from this run"))
+    gates.append(Gate("rehearsal", "overridden" if "rehearsal" in overrides else "pending",
+                      "checked before the upgrade: this run's rehearsal of these migrations (up, down, up) on a copy of its backup"
+                      + ("; overridden: the upgrade may run without it" if "rehearsal" in overrides else "")))
     return gates
 
 

@@ -2,7 +2,9 @@
 
 Checked before anything changes: the server answers and its version; sessions holding
 locks; transactions open longer than a threshold (they would block DDL); free disk in
-the backup directory against the database's size.
+the backup directory against the database's size. And the traffic now (sessions, and
+transactions per second over a short sample), for the checklist's "schedule during a
+low-traffic period": the rehearsal sets each revision's lock hold next to it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import activity
 from ..config import RunContext
 from ..database import connect, server_facts
 from .base import StepResult, Timer
 
 
-def run(ctx: RunContext, backup_dir: Path | None = None) -> StepResult:
+def run(ctx: RunContext, backup_dir: Path | None = None, activity_seconds: float = 1.0) -> StepResult:
     checks: list[dict] = []
     with Timer() as t:
         with connect(ctx.engine) as conn:
@@ -38,6 +41,8 @@ def run(ctx: RunContext, backup_dir: Path | None = None) -> StepResult:
         checks.append({"check": "server", "result": "pass" if not facts["in_recovery"] else "failed",
                        "detail": f"PostgreSQL {facts['version']}" + (" (read-only standby)" if facts["in_recovery"] else "")})
         checks.append({"check": "other sessions", "result": "pass", "detail": f"{sessions} session(s), {lock_holders} holding table locks"})
+        traffic = activity.current(ctx.engine, activity_seconds)
+        checks.append({"check": "activity", "result": "pass", "detail": activity.describe(traffic)})
         checks.append({"check": "long transactions", "result": "pass" if not long_tx else "warning",
                        "detail": "none" if not long_tx else "; ".join(f"pid {r['pid']} ({r['usename']}) open {r['age']}" for r in long_tx)})
         directory = Path(backup_dir or ctx.backup_dir)
@@ -50,7 +55,7 @@ def run(ctx: RunContext, backup_dir: Path | None = None) -> StepResult:
     warned = [c for c in checks if c["result"] == "warning"]
     result = StepResult("preflight", outcome="failed" if failed else ("warning" if warned else "ok"), seconds=t.seconds)
     result.data = {"server": {k: facts[k] for k in ("version", "version_num", "database", "user", "size_bytes")},
-                   "identity": ctx.identity.as_dict(), "checks": checks}
+                   "identity": ctx.identity.as_dict(), "checks": checks, "activity": traffic}
     result.tables["checks"] = pd.DataFrame(checks, columns=["check", "result", "detail"])
     result.summary = f"PostgreSQL {facts['version']} at {ctx.identity}; " + (
         f"blocked: {', '.join(c['check'] for c in failed)}" if failed else f"{len(checks)} checks, {len(warned)} warning(s)")

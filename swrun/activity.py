@@ -1,0 +1,110 @@
+"""What the target database is doing: sessions, transaction rate, and its error signals.
+
+Read from ``pg_stat_database`` (cumulative counters: commits, rollbacks, deadlocks,
+conflicts, and from PostgreSQL 14 the sessions that ended abnormally) and
+``pg_stat_activity`` (gauges: sessions, active, idle in transaction, waiting on a lock).
+
+Every read runs on an AUTOCOMMIT connection, so each query sees fresh statistics and the
+sampler itself adds no rollback to what it measures. PostgreSQL flushes a backend's
+counters when it goes idle (at most once a second) and when it exits, so a short window
+counts what other sessions finished in it, give or take that second.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Connection, Engine
+
+from .database import connect
+
+# pg_stat_database columns that count errors, oldest first; the sessions_* ones are PostgreSQL 14+
+ERROR_COUNTERS = ("xact_rollback", "deadlocks", "conflicts", "sessions_abandoned", "sessions_fatal", "sessions_killed")
+COUNTERS = ("xact_commit", *ERROR_COUNTERS)
+
+
+def _autocommit(conn: Connection) -> Connection:
+    return conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def counters(conn: Connection) -> dict[str, int]:
+    """The database's cumulative counters that this server has (sessions_* from PostgreSQL 14)."""
+    row = conn.exec_driver_sql("select * from pg_stat_database where datname = current_database()").mappings().first()
+    if row is None:
+        return {}
+    return {name: int(row[name] or 0) for name in COUNTERS if name in row}
+
+
+def gauges(conn: Connection) -> dict[str, int]:
+    """Sessions on this database now (the sampler's own excluded)."""
+    row = conn.exec_driver_sql(
+        "select count(*) as sessions, "
+        "count(*) filter (where state = 'active') as active, "
+        "count(*) filter (where state like 'idle in transaction%%') as idle_in_transaction, "
+        "count(*) filter (where wait_event_type = 'Lock') as lock_waits "
+        "from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() "
+        "and backend_type = 'client backend'").mappings().one()
+    return {k: int(v) for k, v in row.items()}
+
+
+def current(engine: Engine, seconds: float = 1.0) -> dict:
+    """Sessions now and transactions per second over ``seconds`` (commits and rollbacks)."""
+    with connect(engine) as raw:
+        conn = _autocommit(raw)
+        first, t0 = counters(conn), time.perf_counter()
+        time.sleep(max(0.0, seconds))
+        last, elapsed = counters(conn), time.perf_counter() - t0
+        now = gauges(conn)
+    done = (last.get("xact_commit", 0) - first.get("xact_commit", 0)) + (last.get("xact_rollback", 0) - first.get("xact_rollback", 0))
+    return {**now, "sample_seconds": round(elapsed, 3), "transactions": done,
+            "tps": round(done / elapsed, 1) if elapsed > 0 else 0.0}
+
+
+def describe(act: dict) -> str:
+    return (f"{act['sessions']} session(s) ({act['active']} active, {act['idle_in_transaction']} idle in transaction); "
+            f"{act['tps']:g} transactions/s over {act['sample_seconds']:.1f}s")
+
+
+@dataclass
+class Window:
+    """The error signals of one window: counter deltas and the lock waits seen while sampling."""
+
+    seconds: float
+    deltas: dict[str, int] = field(default_factory=dict)
+    lock_waits_max: int = 0  # most sessions waiting on a lock at one sample
+    lock_wait_samples: int = 0  # samples at which at least one session waited on a lock
+    samples: int = 0
+    started: float = 0.0  # time.time()
+
+    def signals(self) -> dict[str, int]:
+        found = {name: self.deltas[name] for name in ERROR_COUNTERS if name in self.deltas}
+        found["lock_waits"] = self.lock_waits_max
+        return found
+
+    def as_dict(self) -> dict:
+        return {"seconds": round(self.seconds, 3), "deltas": self.deltas, "lock_waits_max": self.lock_waits_max,
+                "lock_wait_samples": self.lock_wait_samples, "samples": self.samples, "started": self.started}
+
+
+def window(engine: Engine, seconds: float, interval: float = 0.25) -> Window:
+    """Sample the database for ``seconds``: counters at both ends, lock waits every ``interval``."""
+    with connect(engine) as raw:
+        conn = _autocommit(raw)
+        started = time.time()
+        first, t0 = counters(conn), time.perf_counter()
+        result = Window(seconds=0.0, started=started)
+        deadline = t0 + max(0.0, seconds)
+        while True:
+            waiting = gauges(conn)["lock_waits"]
+            result.samples += 1
+            result.lock_waits_max = max(result.lock_waits_max, waiting)
+            result.lock_wait_samples += 1 if waiting else 0
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            time.sleep(min(interval, left))
+        last = counters(conn)
+        result.seconds = time.perf_counter() - t0
+    result.deltas = {name: last[name] - first.get(name, 0) for name in last}
+    return result

@@ -1,0 +1,459 @@
+"""rehearse: the pending migrations, and their rollback, on a restored copy of the real data.
+
+The guide: ALWAYS test migrations locally first; the checklist: have a rollback plan ready.
+An empty test database misses what real rows do to a migration (a NOT NULL over nulls, a
+unique index over duplicates, a slow rewrite of a big table). So this run's backup is
+restored into a scratch database — on the embedded server (default) or on the target's
+own server (``on="target"``) — and there, on real data:
+
+1. upgrade to the target, one transaction per revision, each timed; inside each
+   revision's transaction, before its commit, the relation locks it holds are read from
+   ``pg_locks`` (PostgreSQL keeps a table lock to the end of the transaction, so this is
+   every lock the revision took) and named from a second connection, which sees only
+   relations that existed before the revision: a table the revision creates is nobody
+   else's to wait for;
+2. verify, as after a real deploy (your ``[swrun] check`` command runs against the copy);
+3. downgrade back to the starting revision: the rollback plan, run on real data;
+4. the schema (and row counts) compared with the copy before the upgrade;
+5. upgrade again: every revision up, down and up (the "stairway").
+
+A revision that fails stops the rehearsal with its name and error; the deploy's upgrade
+then does not run, so the real database is never touched. The scratch database is
+dropped at the end, whatever happened.
+
+From the timings, each revision's expected lock hold in production: the revision holds
+its locks for its whole transaction, so the hold is its time on the copy. Next to it, the
+traffic the preflight measured on the target: transactions that would arrive meanwhile.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from .. import embedded, schema
+from ..config import RunContext
+from ..database import connect, identity, make_engine, normalize_url, scrub
+from ..errors import MigrationFailed, StateError, SwrunError, UsageError
+from . import verify
+from .backup import libpq_args
+from .base import StepResult, Timer
+
+PLACES = ("embedded", "target")
+# PostgreSQL's table lock modes, weakest first
+LOCK_MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock",
+              "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+# what application queries on the table wait for while a mode is held
+BLOCKS = {"AccessExclusiveLock": "reads and writes", "ExclusiveLock": "writes, SELECT FOR UPDATE",
+          "ShareRowExclusiveLock": "writes", "ShareLock": "writes"}
+ROOM_FACTOR = 1.5  # the copy, and half again for what the migrations write
+
+_HELD = ("select relation::bigint, mode from pg_locks where pid = pg_backend_pid() and locktype = 'relation' "
+         "and granted and database = (select oid from pg_database where datname = current_database())")
+_NAMES = sa.text("select c.oid::bigint, n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                 "where c.oid::bigint = any(:oids) and c.relkind in ('r', 'p', 'm', 'f') "
+                 "and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast', 'swrun')")
+
+
+class RehearsalError(SwrunError):
+    """The rehearsal could not run or a revision failed on the copy; the real database is untouched."""
+
+    exit_code = 9
+
+
+def strongest(modes) -> str:
+    return max(modes, key=lambda m: LOCK_MODES.index(m) if m in LOCK_MODES else -1)
+
+
+def scratch_name(run_id: str) -> str:
+    return "swrun_rehearsal_" + re.sub(r"[^a-z0-9_]", "_", run_id.lower())[:40]
+
+
+class _Scratch:
+    """The scratch database: where it lives, how it is made and removed."""
+
+    def __init__(self, ctx: RunContext, on: str, name: str, home: str | None = None):
+        if on not in PLACES:
+            raise UsageError(f"unknown rehearse_on {on!r}", hint=f"choose one of {', '.join(PLACES)}")
+        self.on, self.name, self.data_dir = on, name, None
+        if on == "embedded":
+            server = embedded.EmbeddedServer(home)
+            status = server.start()
+            self.data_dir = server.data_dir
+            self.admin_url = normalize_url(status.url("postgres"))
+            self.url = normalize_url(status.url(name))
+            self.where = "the embedded server"
+        else:
+            self.admin_url = ctx.url
+            self.url = ctx.url.set(database=name)
+            ident = identity(ctx.url)
+            self.where = f"the target server ({ident.host}:{ident.port})"
+        self.admin = make_engine(self.admin_url)
+
+    def _sql(self, statement: str) -> None:
+        with connect(self.admin) as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(statement)
+
+    def room(self, database_bytes: int | None) -> None:
+        if self.data_dir is None or not database_bytes:
+            return  # a remote server's disk is not ours to see: a restore that runs out says so
+        need = int(database_bytes * ROOM_FACTOR)
+        free = shutil.disk_usage(self.data_dir).free
+        if free < need:
+            raise RehearsalError(
+                f"no room for the scratch database: {free / 2**20:.0f} MiB free in {self.data_dir}, the copy needs about "
+                f"{need / 2**20:.0f} MiB (the database's {database_bytes / 2**20:.0f} MiB and half again for what the migrations write)",
+                hint="free space there, or rehearse on the target's server: --rehearse-on target")
+
+    def create(self) -> None:
+        try:
+            self._sql(f'drop database if exists "{self.name}"')  # a leftover of this same run id
+            self._sql(f'create database "{self.name}" template template0')
+        except sa.exc.DBAPIError as exc:
+            raise RehearsalError(f"cannot create the scratch database {self.name} on {self.where}: {_first_line(exc)}",
+                                 hint="the role needs CREATEDB; or rehearse on the embedded server: --rehearse-on embedded"
+                                 if self.on == "target" else None) from None
+
+    def drop(self) -> bool:
+        """Drop it (ending any session left on it); True when it is gone."""
+        with connect(self.admin) as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            if int(conn.exec_driver_sql("show server_version_num").scalar()) >= 130000:
+                conn.exec_driver_sql(f'drop database if exists "{self.name}" with (force)')
+            else:
+                conn.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity where datname = :n"), {"n": self.name})
+                conn.exec_driver_sql(f'drop database if exists "{self.name}"')
+            return conn.execute(sa.text("select count(*) from pg_database where datname = :n"), {"n": self.name}).scalar() == 0
+
+    def close(self) -> None:
+        self.admin.dispose()
+
+
+def restore(dump: Path, url: URL, jobs: int = 4) -> None:
+    """pg_restore a dump into an empty database: no owners, grants, tablespaces or subscriptions
+    (a scratch copy must not need the production roles, nor start replicating)."""
+    args, env = libpq_args(url)
+    parallel = ["-j", str(jobs)] if dump.is_dir() else []
+    cmd = [str(embedded.pg_tool("pg_restore")), "--no-owner", "--no-privileges", "--no-tablespaces", "--no-subscriptions",
+           "--no-publications", "--no-security-labels", "--exit-on-error", *parallel, *args, "-d", url.database or "", str(dump)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        first = next((line for line in lines if "error:" in line), lines[0] if lines else f"exit {proc.returncode}")
+        said = " ".join(first.split("error:", 1)[-1].split())
+        raise RehearsalError(f"the backup {dump.name} does not restore into the scratch database: {scrub(said, url)}",
+                             hint="a backup that does not restore here would not restore in an emergency either")
+
+
+class _Pass:
+    """One pass of the stairway: revisions applied, timed, with the locks each held."""
+
+    def __init__(self, direction: str):
+        self.direction = direction
+        self.applied: list[dict] = []
+        self.locks: dict[str, dict[str, str]] = {}
+        self.seconds = 0.0
+        self.error: str | None = None
+        self.failed_revision: str | None = None
+
+
+def _apply(project, url: URL, target: str, direction: str, observer, lock_timeout: str, expect: str) -> _Pass:
+    done = _Pass(direction)
+
+    def on_revision(mctx, step) -> None:
+        held = mctx.connection.exec_driver_sql(_HELD).all()
+        oids = sorted({int(oid) for oid, _ in held})
+        # the observer sees committed catalog only: relations that existed before this revision
+        named = {int(o): (n, r) for o, n, r in observer.execute(_NAMES, {"oids": oids}).all()} if oids else {}
+        version_table = getattr(mctx, "version_table", "alembic_version")
+        modes: dict[str, list[str]] = {}
+        for oid, mode in held:
+            if int(oid) in named and named[int(oid)][1] != version_table:
+                nsp, rel = named[int(oid)]
+                modes.setdefault(rel if nsp == "public" else f"{nsp}.{rel}", []).append(mode)
+        done.locks[step.up_revision_id] = {rel: strongest(m) for rel, m in sorted(modes.items())}
+
+    started = time.perf_counter()
+    try:
+        applied = project.apply(url, target, direction=direction, lock_timeout=lock_timeout, on_revision=on_revision,
+                                expect_database=expect)
+    except MigrationFailed as exc:
+        applied = list(project._timings)  # the revisions committed before the failing one
+        done.error, done.failed_revision = exc.line(), exc.revision
+    done.seconds = time.perf_counter() - started
+    done.applied = [a.as_dict() for a in applied]
+    return done
+
+
+def _without_version_table(snap: dict, name: str = "alembic_version") -> dict:
+    keep = {
+        "tables": [r for r in snap["tables"] if r[1] != name],
+        "columns": [r for r in snap["columns"] if r[1] != name],
+        "indexes": [r for r in snap["indexes"] if f" ON {r[0]}.{name} USING" not in r[2]],
+        "constraints": [r for r in snap["constraints"] if r[1] != name],
+    }
+    return {**snap, **keep}
+
+
+def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start: tuple[str, ...] | None = None,
+        on: str = "embedded", database_bytes: int | None = None, activity_now: dict | None = None,
+        home: str | None = None) -> StepResult:
+    project = ctx.project
+    result = StepResult("rehearse")
+    stages: list[dict] = []
+    passes: dict[str, _Pass] = {}
+
+    def stage(name: str, passed: bool, detail: str, severity: str = "failed") -> None:
+        stages.append({"stage": name, "result": "pass" if passed else severity, "detail": detail})
+
+    with Timer() as t:
+        if start is None:
+            start = project.current(ctx.url)
+        start = real_start = tuple(start)
+        pending = project.pending(start, target)
+        wanted = project.resolve(target)
+        fingerprint = project.fingerprint()
+        result.data = {"fingerprint": fingerprint, "on": on, "start": list(start), "target": list(wanted),
+                       "pending": pending, "backup": str(backup_file), "activity": activity_now}
+        if not pending:
+            result.summary = f"nothing pending; at {', '.join(start) or '<base>'}: no migration to rehearse"
+            result.data.update(rehearsed=False, rollback_proven=None)
+            result.seconds = t.seconds
+            return result
+        if len(start) > 1:
+            raise StateError("the database has several current heads; the rehearsal's downgrade needs one starting revision")
+        dump = Path(backup_file)
+        if not dump.exists():
+            raise RehearsalError(f"this run's backup {dump} is gone; nothing to restore")
+        try:
+            scratch = _Scratch(ctx, on, scratch_name(ctx.run_id), home)
+        except UsageError:
+            raise
+        except SwrunError as exc:  # the embedded server does not start here
+            raise RehearsalError(f"rehearsal: no server for the scratch database: {exc.line()}",
+                                 hint="or rehearse on the target's server: --rehearse-on target") from None
+        result.data["scratch_database"] = scratch.name
+        failure: SwrunError | None = None
+        created = False
+        observer_engine = None
+        copy_ctx = None
+        at = "room"  # the stage in flight, named if it fails
+        try:
+            scratch.room(database_bytes)
+            at = "scratch database"
+            scratch.create()
+            created = True
+            at = "restore"
+            with Timer() as restoring:
+                restore(dump, scratch.url)
+                observer_engine = make_engine(scratch.url)
+                with connect(observer_engine) as conn:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                    conn.exec_driver_sql("analyze")  # the plans a migration's queries get, as in production
+                    size = int(conn.exec_driver_sql("select pg_database_size(current_database())").scalar())
+            stage("restore", True, f"{dump.name} into {scratch.name} on {scratch.where}: {size / 2**20:.1f} MiB in "
+                                   f"{restoring.seconds:.2f}s (pg_restore, then ANALYZE)")
+            result.data["restore_seconds"] = round(restoring.seconds, 3)
+            result.data["copy_bytes"] = size
+            restored_at = tuple(project.current(scratch.url))
+            if set(restored_at) != set(start):
+                # another run moved the database between status and backup: rehearse from where the backup is
+                stage("start", True, f"the backup is at {', '.join(restored_at) or '<base>'}, not at "
+                                     f"{', '.join(start) or '<base>'} as the status step saw: the rehearsal starts there")
+                start, pending = restored_at, project.pending(restored_at, target)
+                result.data.update(start=list(start), pending=pending)
+                if len(start) > 1:
+                    raise StateError("the backup has several current heads; the rehearsal's downgrade needs one starting revision")
+            copy_ctx = RunContext(project_path=ctx.project_path, database_url=scratch.url.render_as_string(hide_password=False),
+                                  environment=ctx.environment, backup_dir=ctx.backup_dir, run_id=ctx.run_id,
+                                  operator=ctx.operator, lock_timeout=ctx.lock_timeout)
+            copy_ctx.__dict__["project"] = project
+            at = "rehearsal"
+            with connect(observer_engine) as conn:
+                before = {"snapshot": schema.snapshot(conn), "row_counts": schema.row_counts(conn)}
+            start_rev = start[0] if start else "base"
+            where_to = ", ".join(wanted) or "<base>"
+            where_from = ", ".join(start) or "<base>"
+            with connect(observer_engine) as raw:
+                observer = raw.execution_options(isolation_level="AUTOCOMMIT")
+                for key, goal, direction, label in (("upgrade", target, "upgrade", "upgrade"),
+                                                    ("downgrade", start_rev, "downgrade", "downgrade"),
+                                                    ("upgrade_again", target, "upgrade", "upgrade again")) if pending else ():
+                    done = passes[key] = _apply(project, scratch.url, goal, direction, observer, ctx.lock_timeout, scratch.name)
+                    moved = f"{where_from} -> {where_to}" if direction == "upgrade" else f"{where_to} -> {where_from}"
+                    if done.error:
+                        stage(label, False, done.error)
+                        what = "the rollback plan fails: " if direction == "downgrade" else ""
+                        failure = RehearsalError(f"rehearsal on a copy of the data: {what}{done.error}")
+                        failure.revision = done.failed_revision
+                        break
+                    stage(label, True, f"{len(done.applied)} revision(s) {moved} in {done.seconds:.2f}s")
+                    if key == "upgrade":
+                        checked = verify.run(copy_ctx, target=target, baseline=before)
+                        stage("verify", checked.outcome != "failed", checked.summary
+                              + (f": {checked.error}" if checked.error else ""), severity="failed")
+                        result.data["verify"] = {"outcome": checked.outcome, "summary": checked.summary,
+                                                 "checks": checked.data.get("checks", [])}
+                        if checked.outcome == "failed":
+                            failure = RehearsalError(f"rehearsal on a copy of the data: verify failed after the upgrade: {checked.error}")
+                            break
+                    if key == "downgrade":
+                        with connect(observer_engine) as conn:
+                            after = {"snapshot": schema.snapshot(conn), "row_counts": schema.row_counts(conn)}
+                        diff = schema.diff(_without_version_table(before["snapshot"]), _without_version_table(after["snapshot"]))
+                        result.data["schema_differences"] = diff
+                        stage("schema after downgrade", not diff,
+                              "equals the schema before the upgrade" if not diff else
+                              f"{len(diff)} difference(s) from before the upgrade: " +
+                              "; ".join(f"{d['kind']} {d['object']} {d['change']}" for d in diff[:5]), severity="warning")
+                        rows = {k: v for k, v in before["row_counts"].items() if not k.endswith(".alembic_version")}
+                        now = {k: v for k, v in after["row_counts"].items() if not k.endswith(".alembic_version")}
+                        lost = sorted(k for k in rows.keys() | now.keys() if rows.get(k) != now.get(k))
+                        result.data["row_differences"] = [{"table": k, "before": rows.get(k), "after": now.get(k)} for k in lost]
+                        stage("rows after downgrade", not lost, "every table has the rows it had before the upgrade" if not lost
+                              else "row counts differ in " + ", ".join(f"{k} ({rows.get(k)} -> {now.get(k)})" for k in lost[:5]),
+                              severity="warning")
+        except SwrunError as exc:
+            failure = exc if isinstance(exc, RehearsalError) else RehearsalError(f"rehearsal: {exc.line()}")
+            stage(at, False, failure.line())
+        except (sa.exc.DBAPIError, OSError) as exc:  # the scratch server went away, a tool did not run, ...
+            failure = RehearsalError(f"rehearsal: {type(getattr(exc, 'orig', None) or exc).__name__}: {ctx.scrub(_first_line(exc))}")
+            stage(at, False, failure.line())
+        finally:
+            if copy_ctx is not None:
+                copy_ctx.close()
+            if observer_engine is not None:
+                observer_engine.dispose()
+            removed = False
+            try:
+                removed = scratch.drop() if created else True
+                said = ("removed" if removed else "is still there") if created else "was not created"
+                stage("scratch database", removed, f"{scratch.name} {said}")
+            except Exception as exc:  # never hide the rehearsal's own outcome behind the cleanup's
+                stage("scratch database", False, f"{scratch.name} could not be removed: {_first_line(exc)}")
+            finally:
+                scratch.close()
+            result.data["scratch_removed"] = removed
+
+    result.seconds = t.seconds
+    rows = _revision_rows(project, pending, passes, activity_now)
+    result.data["revisions"] = rows
+    result.data["stages"] = stages
+    result.tables["stairway"] = pd.DataFrame(stages, columns=["stage", "result", "detail"])
+    result.tables["revisions"] = _revision_table(rows, activity_now)
+    untouched = f"the real database was not touched (still at {', '.join(real_start) or '<base>'})"
+    if failure is not None:
+        result.outcome = "failed"
+        result.data.update(rehearsed=False, rollback_proven=False,
+                           failed_revision=getattr(failure, "revision", None), error=failure.line())
+        result.error = f"{failure.line()}; {untouched}"
+        result.summary = result.error
+        return result
+    if not pending:
+        result.data.update(rehearsed=False, rollback_proven=None)
+        result.summary = f"nothing pending on the copy of this run's backup (at {', '.join(start) or '<base>'}): no migration to rehearse"
+        return result
+    differs = [s for s in stages if s["result"] == "warning"]
+    proven = not differs
+    result.data["rehearsed"] = True
+    result.data["rollback_proven"] = proven
+    result.data["rollback"] = (
+        f"proven: the downgrade to {', '.join(start) or '<base>'} ran on real data and restored the starting schema and rows"
+        if proven else "the downgrade ran on real data but left differences: " + "; ".join(s["detail"] for s in differs))
+    if not result.data["scratch_removed"]:
+        differs.append(stages[-1])
+    result.outcome = "warning" if differs else "ok"
+    longest = max((r for r in rows if r["blocks"]), key=lambda r: r["hold_seconds"], default=None)
+    lock_text = (f"longest blocking lock: {longest['hold_seconds']:.2f}s {longest['strongest'].removesuffix('Lock')} on "
+                 f"{longest['strongest_on']} ({longest['revision']})" if longest else "no revision holds a lock that blocks application queries")
+    result.summary = (f"{len(pending)} revision(s) up, down and up again on a copy of this run's backup ({scratch.where}); "
+                      f"rollback plan {result.data['rollback']}; {lock_text}")
+    return result
+
+
+def _revision_rows(project, pending: list[str], passes: dict[str, _Pass], activity_now: dict | None) -> list[dict]:
+    tps = float((activity_now or {}).get("tps") or 0.0)
+    rows = []
+    for rev in pending:
+        timing = {key: next((a["seconds"] for a in p.applied if a["revision"] == rev), None) for key, p in passes.items()}
+        failed = next((key for key, p in passes.items() if p.failed_revision == rev), None)
+        up_locks = passes["upgrade"].locks.get(rev, {}) if "upgrade" in passes else {}
+        down_locks = passes["downgrade"].locks.get(rev, {}) if "downgrade" in passes else {}
+        blocking = {rel: mode for rel, mode in up_locks.items() if mode in BLOCKS}
+        top = strongest(blocking.values()) if blocking else None
+        ups = [s for s in (timing.get("upgrade"), timing.get("upgrade_again")) if s is not None]
+        hold = max(ups) if ups and blocking else 0.0
+        rows.append({
+            "revision": rev,
+            "description": project.description(rev),
+            "up_seconds": timing.get("upgrade"),
+            "down_seconds": timing.get("downgrade"),
+            "up_again_seconds": timing.get("upgrade_again"),
+            "locks": up_locks,
+            "down_locks": down_locks,
+            "blocks": {rel: BLOCKS[mode] for rel, mode in blocking.items()},
+            "strongest": top,
+            "strongest_on": ", ".join(rel for rel, mode in blocking.items() if mode == top) if top else None,
+            "hold_seconds": round(hold, 4),
+            "transactions_in_hold": round(tps * hold, 1) if blocking else 0.0,
+            "failed": failed,
+        })
+    return rows
+
+
+def _revision_table(rows: list[dict], activity_now: dict | None) -> pd.DataFrame:
+    def secs(value, failed):
+        return "FAILED" if failed else ("-" if value is None else f"{value:.3f}s")
+
+    table = []
+    for r in rows:
+        table.append({
+            "revision": r["revision"],
+            "description": r["description"],
+            "up": secs(r["up_seconds"], r["failed"] == "upgrade"),
+            "down": secs(r["down_seconds"], r["failed"] == "downgrade"),
+            "up again": secs(r["up_again_seconds"], r["failed"] == "upgrade_again"),
+            "locks": ", ".join(f"{rel} {mode.removesuffix('Lock')}" for rel, mode in r["locks"].items()) or "-",
+            "blocks": "; ".join(f"{what} on {rel}" for rel, what in r["blocks"].items()) or "nothing",
+            "locks (down)": ", ".join(f"{rel} {mode.removesuffix('Lock')}" for rel, mode in r["down_locks"].items()) or "-",
+            "expected hold": f"{r['hold_seconds']:.3f}s" if r["blocks"] else "-",
+            "arriving meanwhile": (f"{r['transactions_in_hold']:.0f} tx at {activity_now['tps']:g} tx/s"
+                                   if r["blocks"] and activity_now else "-"),
+        })
+    return pd.DataFrame(table, columns=["revision", "description", "up", "down", "up again", "locks", "blocks",
+                                        "expected hold", "arriving meanwhile", "locks (down)"])
+
+
+def drop_leftover(ctx: RunContext, run_id: str, on: str = "embedded") -> bool:
+    """Drop the scratch database of a rehearsal that was killed or timed out (its own cleanup
+    never ran); True when there was one. Starts no server."""
+    name = scratch_name(run_id)
+    if on == "embedded":
+        status = embedded.EmbeddedServer().status()
+        if not status.running:
+            return False
+        admin = normalize_url(status.url("postgres"))
+    else:
+        admin = ctx.url
+    engine = make_engine(admin)
+    try:
+        with connect(engine) as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            if not conn.execute(sa.text("select count(*) from pg_database where datname = :n"), {"n": name}).scalar():
+                return False
+            conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+            return True
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(exc).__name__
