@@ -113,3 +113,12 @@ def current_revision(url: str):
         return scalar(url, "select string_agg(version_num, ',') from alembic_version")
     except sa.exc.ProgrammingError:
         return None
+
+
+def default_sigint() -> None:
+    """preexec_fn for a process a test will Ctrl-C: a shell's background job starts with SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler; a terminal's user has one."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+

@@ -21,7 +21,7 @@ import nbformat
 import pytest
 import sqlalchemy as sa
 
-from conftest import HEAD, add_revision, current_revision, new_database, run_cli, scalar
+from conftest import default_sigint, HEAD, add_revision, current_revision, new_database, run_cli, scalar
 from swrun import activity, database, embedded, schema
 from swrun.config import RunContext
 from swrun.notebook import DEPLOY_STEPS
@@ -254,7 +254,8 @@ def test_interrupted_rehearsal_leaves_no_scratch_database(pg, db_url, project_co
     add_revision(project_copy, "510e00000009", HEAD, "op.execute('select pg_sleep(30)')", slug="slow")
     at_head(db_url, project_copy)
     proc = subprocess.Popen([sys.executable, "-m", "swrun", "deploy", "--database-url", db_url, "--project",
-                             str(project_copy / "alembic.ini")], stderr=subprocess.PIPE, text=True, cwd=workdir)
+                             str(project_copy / "alembic.ini")], stderr=subprocess.PIPE, text=True, cwd=workdir,
+                            preexec_fn=default_sigint)
     for line in proc.stderr:
         if "→ rehearse" in line:
             break

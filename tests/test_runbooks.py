@@ -12,7 +12,7 @@ import nbformat
 import psutil
 import pytest
 
-from conftest import HEAD, add_revision, current_revision, run_cli, scalar
+from conftest import default_sigint, HEAD, add_revision, current_revision, run_cli, scalar
 
 PASSWORD = "Tr0ub4dor-&-3-s3cr3t"
 NO_REHEARSAL = "preflight,status,preview,guards,backup,upgrade,verify"
@@ -127,7 +127,8 @@ def test_ctrl_c_stops_the_kernel_and_keeps_the_record(db_url, workdir, project_c
     add_revision(project_copy, "510e00000000", HEAD, "op.execute('select pg_sleep(30)')")
     env = {**os.environ}
     proc = subprocess.Popen([sys.executable, "-m", "swrun", "deploy", "--database-url", db_url, "--project",
-                             str(project_copy / "alembic.ini"), "--steps", NO_REHEARSAL], stderr=subprocess.PIPE, text=True, env=env)
+                             str(project_copy / "alembic.ini"), "--steps", NO_REHEARSAL], stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_sigint)
     lines = []
     for line in proc.stderr:
         lines.append(line)

@@ -97,13 +97,18 @@ _INDEX_ON = re.compile(r"\sON\s+(?:ONLY\s+)?(?:[\w\"]+\.)?\"?(?P<t>[\w]+)\"?\s+U
 
 
 def without_version_table(snap: dict, table: str = VERSION_TABLE) -> dict:
-    """The snapshot without Alembic's version table: what stamping changes is not the schema."""
+    """The snapshot as two servers can compare it: without Alembic's version table (what stamping
+    changes is not the schema), and without PostgreSQL 18's named NOT NULL constraints (NOT NULL is
+    compared through the columns; older servers have no such constraints, and their names follow
+    the history of the column, not its definition)."""
     out = {}
     for kind, rows in snap.items():
         kept = []
         for row in rows:
             row = tuple(row)
             if kind in ("tables", "columns", "constraints") and row[1] == table:
+                continue
+            if kind == "constraints" and str(row[3]).startswith("NOT NULL "):
                 continue
             if kind == "indexes":
                 match = _INDEX_ON.search(str(row[2]))
