@@ -29,6 +29,8 @@ sys.path.insert(0, str(HERE))
 
 import generate  # noqa: E402
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from swrun import embedded  # noqa: E402
 from swrun.migrations import DEMO_INI  # noqa: E402
 
@@ -60,8 +62,9 @@ class Bench:
         self.server.drop_database(name)
 
     # -- the two sides of a deployment -------------------------------------------------------
-    def plain_deploy(self, ini: Path, url: str) -> float:
-        """The guide's commands, typed one after another."""
+    def plain_deploy(self, ini: Path, url: str, rehearse: bool = False) -> float:
+        """The guide's commands, typed one after another; with ``rehearse``, also what a user
+        types to try the migrations and their downgrade on a restored copy first."""
         generate.set_url(ini, url.replace("postgresql://", "postgresql+psycopg2://"))
         out = self.work / "plain"
         out.mkdir(exist_ok=True)
@@ -72,15 +75,27 @@ class Bench:
         with open(out / "migration.sql", "w") as fh:
             sh([ALEMBIC, "-c", ini, "upgrade", rng, "--sql"], stdout=fh)
         sh([embedded.pg_tool("pg_dump"), "-Fc", "-f", out / "backup.dump", url])
+        if rehearse:
+            scratch = f"r_{uuid.uuid4().hex[:8]}"
+            scratch_url, admin = (make_url(url).set(database=d).render_as_string(hide_password=False) for d in (scratch, "postgres"))
+            copy_ini = ini.with_name("scratch.ini")
+            shutil.copy(ini, copy_ini)
+            generate.set_url(copy_ini, scratch_url.replace("postgresql://", "postgresql+psycopg2://"))
+            sh([embedded.pg_tool("psql"), "-q", "-c", f"create database {scratch}", admin])
+            sh([embedded.pg_tool("pg_restore"), "--no-owner", "-d", scratch_url, out / "backup.dump"])
+            sh([ALEMBIC, "-c", copy_ini, "upgrade", "head"])
+            sh([ALEMBIC, "-c", copy_ini, "downgrade", current[0] if current else "base"])
+            sh([ALEMBIC, "-c", copy_ini, "upgrade", "head"])
+            sh([embedded.pg_tool("psql"), "-q", "-c", f"drop database {scratch}", admin])
         sh([ALEMBIC, "-c", ini, "upgrade", "head"])
         sh([ALEMBIC, "-c", ini, "current"])
         return time.perf_counter() - t0
 
-    def swrun_deploy(self, ini: Path, url: str, memory: dict | None = None) -> float:
+    def swrun_deploy(self, ini: Path, url: str, memory: dict | None = None, steps: str | None = None) -> float:
         out = self.work / "swrun"
         out.mkdir(exist_ok=True)
         argv = [SWRUN, "deploy", "--project", ini, "--database-url", url, "--env", "bench",
-                "--reports-dir", out / "reports", "--backup-dir", out / "backups"]
+                "--reports-dir", out / "reports", "--backup-dir", out / "backups", *(["--steps", steps] if steps else [])]
         t0 = time.perf_counter()
         proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out)
         watcher = _watch_memory(proc.pid, memory) if memory is not None else None
@@ -92,19 +107,38 @@ class Bench:
             raise RuntimeError(f"swrun deploy failed: {err[-800:]}")
         return elapsed
 
-    def deploy_case(self, name: str, ini_for: callable, target: str) -> tuple[float, float]:
-        plain, swr = [], []
+    def deploy_case(self, name: str, ini_for: callable, target: str, like_for_like: str = "") -> tuple[float, float]:
+        """Every side on a fresh database per run, the order alternating between runs.
+
+        Rows: ``swrun deploy`` with every step against the guide's six commands (the issue's
+        target); the same without the rehearsal (the steps the six commands cover); and with
+        the rehearsal against the six commands plus the rehearsal typed by hand."""
+        sides = {"swrun": lambda ini, url: self.swrun_deploy(ini, url),
+                 "plain": lambda ini, url: self.plain_deploy(ini, url),
+                 "swrun-norehearse": lambda ini, url: self.swrun_deploy(ini, url, steps=NO_REHEARSAL),
+                 "plain-rehearse": lambda ini, url: self.plain_deploy(ini, url, rehearse=True)}
+        if not like_for_like:
+            sides = {k: v for k, v in sides.items() if k in ("swrun", "plain")}
+        times: dict[str, list[float]] = {k: [] for k in sides}
         for i in range(self.runs):
-            for side in (("plain", "swrun") if i % 2 == 0 else ("swrun", "plain")):
+            order = list(sides) if i % 2 == 0 else list(reversed(sides))
+            for side in order:
                 db, url = self.fresh_db()
-                ini = ini_for(side)
                 try:
-                    (plain if side == "plain" else swr).append(
-                        self.plain_deploy(ini, url) if side == "plain" else self.swrun_deploy(ini, url))
+                    times[side].append(sides[side](ini_for(side.split("-")[0]), url))
                 finally:
                     self.drop(db)
-        report(name, statistics.median(swr), statistics.median(plain), target)
-        return statistics.median(swr), statistics.median(plain)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        report(name, med["swrun"], med["plain"], target)
+        if like_for_like:
+            report("  same steps, no rehearsal", med["swrun-norehearse"], med["plain"], like_for_like)
+            report("  both sides rehearse", med["swrun"], med["plain-rehearse"], like_for_like,
+                   "plain: + createdb, pg_restore, upgrade, downgrade, upgrade, dropdb")
+        return med["swrun"], med["plain"]
+
+
+# swrun's deploy without its rehearsal: the checklist steps the guide's six commands cover
+NO_REHEARSAL = "preflight,status,preview,guards,backup,upgrade,verify"
 
 
 def _watch_memory(pid: int, memory: dict) -> threading.Thread:
@@ -151,13 +185,13 @@ def project_copy(root: Path, source: Path) -> Path:
 # -- cases ---------------------------------------------------------------------------------
 def case_deploy_demo(b: Bench, args) -> None:
     inis = {side: project_copy(b.work / f"demo-{side}", DEMO_INI) for side in ("plain", "swrun")}
-    b.deploy_case("deploy: demo (7 revisions)", lambda side: inis[side], "target <= 1.00")
+    b.deploy_case("deploy: demo (7 revisions)", lambda side: inis[side], "target <= 1.00", like_for_like="target <= 1.00")
 
 
 def case_deploy_chain(b: Bench, args) -> None:
     n = 100 if args.quick else 500
     inis = {side: generate.make_project(b.work / f"chain{n}-{side}", n) for side in ("plain", "swrun")}
-    b.deploy_case(f"deploy: chain of {n} revisions", lambda side: inis[side], "target <= 0.80")
+    b.deploy_case(f"deploy: chain of {n} revisions", lambda side: inis[side], "target <= 0.80", like_for_like="target <= 0.80")
 
 
 def case_scale(b: Bench, args) -> None:

@@ -48,13 +48,48 @@ def gauges(conn: Connection) -> dict[str, int]:
     return {k: int(v) for k, v in row.items()}
 
 
-def current(engine: Engine, seconds: float = 1.0) -> dict:
-    """Sessions now and transactions per second over ``seconds`` (commits and rollbacks)."""
+# where the runner leaves the counters it read while the kernel booted (a JSON file)
+BASELINE_ENV = "SWRUN_ACTIVITY_BASELINE"
+
+
+def baseline(engine: Engine) -> dict:
+    """The counters now, and when (the system-wide monotonic clock, comparable across processes)."""
+    with connect(engine) as raw:
+        return {"counters": counters(_autocommit(raw)), "at": time.monotonic()}
+
+
+def _given_baseline() -> dict | None:
+    import json
+    import os
+
+    path = os.environ.get(BASELINE_ENV)
+    try:
+        given = json.loads(open(path, encoding="utf-8").read()) if path else None
+    except (OSError, ValueError):
+        return None
+    return given if isinstance(given, dict) and given.get("counters") and isinstance(given.get("at"), (int, float)) else None
+
+
+def current(engine: Engine, seconds: float = 1.0, start: dict | None = None) -> dict:
+    """Sessions now and transactions per second (commits and rollbacks) over at least ``seconds``.
+
+    The window starts at ``start`` (a :func:`baseline`), by default the one the runner took
+    while the kernel booted: a window nothing of swrun's runs in, which has already lasted a
+    second or two by the preflight, so the sample costs no waiting. Without one (a runbook
+    opened by hand), or if the statistics were reset since, it samples for ``seconds`` now.
+    """
+    start = start if start is not None else _given_baseline()
     with connect(engine) as raw:
         conn = _autocommit(raw)
-        first, t0 = counters(conn), time.perf_counter()
-        time.sleep(max(0.0, seconds))
-        last, elapsed = counters(conn), time.perf_counter() - t0
+        if start is None:
+            start = {"counters": counters(conn), "at": time.monotonic()}
+        time.sleep(max(0.0, seconds - (time.monotonic() - start["at"])))
+        last, elapsed = counters(conn), time.monotonic() - start["at"]
+        first = start["counters"]
+        if any(last.get(k, 0) < v for k, v in first.items()):  # pg_stat_reset() in between
+            first, t0 = last, time.monotonic()
+            time.sleep(max(0.0, seconds))
+            last, elapsed = counters(conn), time.monotonic() - t0
         now = gauges(conn)
     done = (last.get("xact_commit", 0) - first.get("xact_commit", 0)) + (last.get("xact_rollback", 0) - first.get("xact_rollback", 0))
     return {**now, "sample_seconds": round(elapsed, 3), "transactions": done,

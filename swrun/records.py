@@ -63,6 +63,15 @@ def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
         raise
 
 
+def notebook_text(nb) -> str:
+    """A notebook as nbformat writes it (keys sorted, multi-line strings split into lines), but
+    by json's C encoder: nbformat indents, which forces the pure-Python encoder and costs
+    0.5 s on the 6 MB record of a 500-revision deploy (0.07 s this way). Changes ``nb``."""
+    from nbformat.v4.rwbase import split_lines, strip_transient
+
+    return json.dumps(strip_transient(split_lines(nb)), sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 def secret_forms(url: URL) -> list[str]:
     """Every spelling of the URL's password that could end up in text."""
     if not url.password:

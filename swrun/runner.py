@@ -195,6 +195,7 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
                 database_url: str | None = None, environment: str = "development", reports_dir: Path = Path("reports"),
                 backup_dir: Path = Path("backups"), operator: str | None = None, cell_timeout: float = 3600,
                 kernel_timeout: float = 60, progress: bool = True, run_id: str | None = None) -> RunOutcome:
+    from . import activity
     from .config import URL_ENV, RunContext, default_operator, new_run_id
 
     timings: dict[str, float] = {}
@@ -221,45 +222,31 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
     old_umask = os.umask(0o077)  # records, previews and backups: owner-only
     try:
         records.prepare_dir(record)
+        sample = record.with_name(f".{record.stem}.activity")
         env = {**os.environ, URL_ENV: url.render_as_string(hide_password=False), "SWRUN_RUN_ID": run_id,
+               activity.BASELINE_ENV: str(sample.resolve()),
                "PYTHONUNBUFFERED": "1"}
         env.pop("SWRUN_PLAIN_OUTPUT", None)
         kernel = _Kernel(env, os.getcwd(), kernel_timeout)
         journal = record.with_name(f".{record.stem}.journal")
-        # papermill writes here, never over the placeholder: until _finish replaces it atomically,
-        # the record on disk is either the placeholder or the finished record
-        executing = record.with_name(f".{record.stem}.executing.ipynb")
         steps = parameters.get("steps", declared["steps"].default if "steps" in declared else None)
         out = _Progress(progress, journal, selected={x.strip() for x in steps.split(",")} if isinstance(steps, str) else None)
         # the record exists from the start: a run killed before it ends is found, marked incomplete
         _write_placeholder(nb, record, name, run_id, environment, ctx, parameters, started)
         if progress:
             print(f"swrun: {name} run {run_id} on {ctx.redacted_url} ({environment}); record: {record}", file=sys.stderr, flush=True)
-        executed, error, interrupted = None, None, False
+        executing, error, interrupted = None, None, False
         t_kernel = time.perf_counter()
         try:
-            t_kernel = time.perf_counter()
             timings["kernel_start"] = kernel.start(preload=PRELOAD)
-            _fast_imports()
-            import papermill as pm  # imported while the kernel boots
-
-            logging.getLogger("papermill").setLevel(logging.CRITICAL)  # swrun reports failures itself, in one line
-
-            executed = pm.execute_notebook(
-                nb, str(executing), parameters=parameters, kernel_name="python3", progress_bar=False,
-                # one write at the end, not one per cell: each save serialises the whole, growing
-                # notebook (0.5 s of a 500-revision deploy); the placeholder and the journal
-                # stand in for a run that dies
-                request_save_on_cell_execute=False,
-                start_timeout=kernel_timeout, execution_timeout=cell_timeout, km=kernel.km,
-                on_cell_start=out.on_cell_start, on_cell_executed=out.on_cell_executed,
-            )
+            _take_activity_baseline(ctx, sample)  # while the kernel boots: the preflight's sample then needs no wait
+            executing = _parameterize(nb, parameters, path, record)  # papermill imported while the kernel boots
+            _execute(executing, path, kernel, kernel_timeout, cell_timeout, out)
         except KeyboardInterrupt:
             interrupted = True
         except UsageError:  # the kernel did not start: nothing ran, so no record either
-            record.unlink(missing_ok=True)
-            journal.unlink(missing_ok=True)
-            executing.unlink(missing_ok=True)
+            for left in (record, journal, sample):
+                left.unlink(missing_ok=True)
             raise
         except Exception as exc:
             error = _execution_error(exc, out.current_step, cell_timeout)
@@ -270,13 +257,12 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
                           progress)
         if out.first_cell_at is not None:
             timings["kernel_ready"] = out.first_cell_at - t_kernel
-        if executed is None:
-            executed = _read_partial(executing, nb)
         timings["total"] = time.perf_counter() - t_total
-        outcome = _finish(executed, record, name, run_id, environment, ctx, parameters, started, timings, error, interrupted,
-                          known=out.results, in_flight=out.current_step)
+        # the notebook as far as it ran: papermill fills its cells in place, also when one fails
+        outcome = _finish(executing if executing is not None else nb, record, name, run_id, environment, ctx, parameters,
+                          started, timings, error, interrupted, known=out.results, in_flight=out.current_step)
         journal.unlink(missing_ok=True)
-        executing.unlink(missing_ok=True)
+        sample.unlink(missing_ok=True)
     finally:
         os.umask(old_umask)
     if progress:
@@ -288,6 +274,47 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
         if outcome.message and outcome.outcome != "succeeded":
             print(f"swrun: error: {outcome.message}", file=sys.stderr)
     return outcome
+
+
+def _take_activity_baseline(ctx, path: Path) -> None:
+    """The database's transaction counters now, for the preflight to compute a rate from.
+    Best effort: a database that does not answer is the preflight's to report."""
+    from . import activity
+
+    try:
+        records.write_atomic(path, json.dumps(activity.baseline(ctx.engine)))
+    except Exception:
+        path.unlink(missing_ok=True)
+
+
+def _parameterize(nb, parameters: dict, path: Path, record: Path):
+    """papermill's parameter cell and metadata, as ``papermill.execute_notebook`` prepares them."""
+    _fast_imports()
+    from papermill.execute import prepare_notebook_metadata, remove_error_markers
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    nb = parameterize_notebook(load_notebook_node(nb), parameters, kernel_name="python3", language="python")
+    return remove_error_markers(prepare_notebook_metadata(nb, str(path), str(record)))
+
+
+def _execute(nb, path: Path, kernel: "_Kernel", kernel_timeout: float, cell_timeout: float, out: "_Progress") -> None:
+    """Run the cells on the started kernel, filling ``nb`` in place.
+
+    ``papermill.execute_notebook`` less its writes: it serialises the whole notebook at the
+    end (with ``output_path=None`` too, only to discard it), about 0.5 s for the record of a
+    500-revision deploy. swrun writes the record once, in ``_finish``; until then the
+    placeholder and the step journal stand in for a run that dies.
+    """
+    from papermill.engines import papermill_engines
+    from papermill.execute import raise_for_execution_errors
+
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)  # swrun reports failures itself, in one line
+    papermill_engines.execute_notebook_with_engine(
+        None, nb, kernel_name="python3", input_path=str(path), output_path=None, progress_bar=False, log_output=False,
+        start_timeout=kernel_timeout, execution_timeout=cell_timeout, km=kernel.km,
+        on_cell_start=out.on_cell_start, on_cell_executed=out.on_cell_executed)
+    raise_for_execution_errors(nb, None)  # marks the failing cell, raises PapermillExecutionError
 
 
 def _drop_scratch(ctx, run_id: str, on: str | None, progress: bool) -> None:
@@ -314,14 +341,6 @@ def _execution_error(exc: Exception, step: str | None, cell_timeout: float) -> s
     if kind == "DeadKernelError":
         return f"the kernel died during {where}"
     return f"{kind}: {' '.join(str(exc).split())[:300]}"
-
-
-def _read_partial(record: Path, fallback):
-    import nbformat
-
-    with contextlib.suppress(Exception):
-        return nbformat.read(str(record), as_version=4)
-    return fallback
 
 
 def _write_placeholder(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, parameters: dict, started) -> None:
@@ -388,11 +407,11 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
     }
     nb.cells = [c for c in nb.cells if "swrun-banner" not in c.get("metadata", {}).get("tags", [])]
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(_banner(nb.metadata[NAMESPACE]), metadata={"tags": ["swrun-banner"]}))
-    text, redactions = records.redact(nbformat.writes(nb), records.secret_forms(ctx.url))
+    text, redactions = records.redact(records.notebook_text(nb), records.secret_forms(ctx.url))
     if redactions:
         nb = nbformat.reads(text, as_version=4)
         nb.metadata[NAMESPACE]["redactions"] = redactions
-        text = nbformat.writes(nb)
+        text = records.notebook_text(nb)
     records.write_atomic(record, text)
     from . import store  # the index entry, then its copy in the run's database
 
