@@ -315,7 +315,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.runs = min(args.runs, 3)
+    import compileall
+
     import psutil
+    import swrun
+
+    # as pip leaves an installed package: byte-compiled. An editable checkout under
+    # PYTHONDONTWRITEBYTECODE would otherwise compile swrun's source in every process (~0.3 s each)
+    compileall.compile_dir(str(Path(swrun.__file__).parent), quiet=1)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"Python {platform.python_version()}, PostgreSQL {embedded.EmbeddedServer(args.home).start().version} (embedded)")

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL, Engine
+if TYPE_CHECKING:  # SQLAlchemy (0.6 s to import) stays off the path to the runner's kernel start
+    from sqlalchemy.engine import URL, Engine
 
-from . import database
-
-if TYPE_CHECKING:
+    from . import database
     from .migrations import Project
 
 URL_ENV = "SWRUN_DATABASE_URL"
@@ -61,13 +60,20 @@ class RunContext:
         return Project.load(self.project_path)
 
     @cached_property
-    def url(self) -> URL:
+    def given_url(self) -> str:
+        """The URL as given (or the embedded server's, started if need be), not yet parsed."""
         given = self.database_url if self.database_url is not None else os.environ.get(URL_ENV)
         if given is not None:  # given but empty is an error, never a silent switch to the embedded server
-            return database.normalize_url(given)
+            return given
         from .embedded import EmbeddedServer
 
-        return database.normalize_url(EmbeddedServer(self.state_home).start().url())
+        return EmbeddedServer(self.state_home).start().url()
+
+    @cached_property
+    def url(self) -> URL:
+        from . import database
+
+        return database.normalize_url(self.given_url)
 
     @property
     def uses_embedded(self) -> bool:
@@ -75,17 +81,25 @@ class RunContext:
 
     @property
     def redacted_url(self) -> str:
+        from . import database
+
         return database.redact(self.url)
 
     @cached_property
     def engine(self) -> Engine:
+        from . import database
+
         return database.make_engine(self.url)
 
     @property
     def identity(self) -> database.Identity:
+        from . import database
+
         return database.identity(self.url)
 
     def scrub(self, text: str) -> str:
+        from . import database
+
         return database.scrub(text, self.url)
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ migrating connection, and a timer around every revision.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import io
@@ -93,6 +94,10 @@ def _swrun_environment(cfg: Config, script: ScriptDirectory, options: dict, **kw
             # SET is session-wide; commit it unless env.py has already opened its own transaction.
             opened_here = not connection.in_transaction()
             connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
+            # each revision's commit need not wait for its WAL flush (the wait is most of a small
+            # revision's time, and its locks are held through it): a crash can lose only whole
+            # revisions, the last ones, never part of one. apply() makes them durable before it returns.
+            connection.exec_driver_sql("SET synchronous_commit = off")
             if (connection.dialect.server_version_info or (0,)) >= (14,):
                 # if swrun dies mid-revision, the server aborts the revision within a second
                 # instead of holding its locks until the statement ends
@@ -392,8 +397,12 @@ class Project:
         self._timings = []
         sink: list = []
         try:
-            self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target, lock_timeout=lock_timeout,
-                          on_revision=on_revision, expect_database=expect_database)
+            try:
+                self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target, lock_timeout=lock_timeout,
+                              on_revision=on_revision, expect_database=expect_database)
+            finally:
+                if lock_timeout and sink:
+                    _durable(url)
         except Exception as exc:
             if isinstance(exc, StateError) and expect_database and not sink:
                 raise
@@ -437,6 +446,20 @@ class Project:
             first_mark = buffer.getvalue().find(revisions[0].sql) if revisions[0].sql else 0
             revisions[0].sql = buffer.getvalue()[:first_mark] + revisions[0].sql
         return revisions
+
+
+def _durable(url: URL) -> None:
+    """Wait until every commit so far is flushed: a transaction with an xid commits synchronously
+    (the server's own synchronous_commit), and its flush covers all WAL written before it."""
+    from .database import connect, make_engine
+
+    engine = make_engine(url)
+    try:
+        with contextlib.suppress(Exception), connect(engine) as conn:  # a server gone away: the caller reports it
+            conn.exec_driver_sql("select txid_current()")
+            conn.commit()
+    finally:
+        engine.dispose()
 
 
 def file_sha256(path: Path) -> str:

@@ -32,8 +32,8 @@ class Parameter:
 
 
 def parameters_cell(nb) -> Any:
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+    for cell in nb["cells"]:  # a NotebookNode or the plain JSON: the runner validates before nbformat loads
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             return cell
     return None
 
@@ -43,7 +43,7 @@ def declared(nb) -> dict[str, Parameter]:
     cell = parameters_cell(nb)
     if cell is None:
         return {}
-    source = cell.source
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
     lines = source.splitlines()
     found: dict[str, Parameter] = {}
     for node in ast.parse(source).body:

@@ -13,9 +13,12 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

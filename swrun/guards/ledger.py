@@ -309,13 +309,13 @@ def naming(found: Scan) -> list[Finding]:
     """``<revision>_<description>.py`` (the guide's convention): a warning for each file that breaks it,
     unless the project consistently uses another convention (most of its files do not follow it)."""
     files = list(found.files.values())
-    follows = [f for f in files if f.name.startswith(f"{f.revision}_") and len(f.name) > len(f.revision) + 4]
+    follows = {f.revision for f in files if f.name.startswith(f"{f.revision}_") and len(f.name) > len(f.revision) + 4}
     if not files or len(follows) * 2 < len(files):
         return []
     return [Finding(f"naming:{f.revision}", "naming", "warning",
                     f"{f.name} does not follow the guide's convention <revision>_<description>.py "
                     f"(expected {f.revision}_<description>.py)", revision=f.revision, file=f.name, source="ledger")
-            for f in sorted(files, key=lambda f: f.name) if f not in follows]
+            for f in sorted(files, key=lambda f: f.name) if f.revision not in follows]
 
 
 def database_revisions(conn) -> tuple[str, ...]:

@@ -522,6 +522,7 @@ def squawk(revisions, *, exclude: Iterable[str] = (), lock_timeout_set: bool = T
             said = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1][:200]
             raise LintError(f"squawk failed (exit {proc.returncode}): {said}", hint="the pending SQL was not reviewed; fix squawk, then run again")
     findings: list[Finding] = []
+    seen: set[str] = set()
     for item in reported:
         rev = names.get(Path(str(item.get("file", ""))).name)
         if rev is None:
@@ -536,8 +537,9 @@ def squawk(revisions, *, exclude: Iterable[str] = (), lock_timeout_set: bool = T
         if rule == "syntax-error":
             message = f"squawk could not parse this statement: {message}"
         fid = f"squawk:{rule}:{rev.revision}:{line}"
-        if any(f.id == fid for f in findings):
+        if fid in seen:
             continue
+        seen.add(fid)
         findings.append(Finding(fid, rule, severity, f"line {line}: {statement[:80]} - {message}" if statement else message,
                                 revision=rev.revision, source="squawk"))
     return findings
