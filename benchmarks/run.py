@@ -195,21 +195,34 @@ def case_deploy_chain(b: Bench, args) -> None:
 
 
 def case_scale(b: Bench, args) -> None:
+    """Deploy time against chain length, both sides, and what swrun adds per revision: with the
+    rehearsal (each revision run four times) and without it (the six commands' steps)."""
     sizes = (10, 100) if args.quick else (10, 100, 500, 1000)
-    results = {}
-    runs, b.runs = b.runs, max(1, min(b.runs, 2))
+    runs = max(1, min(b.runs, 2))
+    results: dict[int, dict[str, float]] = {}
     for n in sizes:
         inis = {side: generate.make_project(b.work / f"scale{n}-{side}", n) for side in ("plain", "swrun")}
-        results[n] = b.deploy_case(f"scale: {n} revisions", lambda side: inis[side], "")
-    b.runs = runs
+        times: dict[str, list[float]] = {"swrun": [], "swrun-norehearse": [], "plain": []}
+        for i in range(runs):
+            for side in (list(times) if i % 2 == 0 else list(reversed(times))):
+                db, url = b.fresh_db()
+                try:
+                    ini = inis[side.split("-")[0]]
+                    times[side].append(b.plain_deploy(ini, url) if side == "plain" else
+                                       b.swrun_deploy(ini, url, steps=NO_REHEARSAL if side.endswith("norehearse") else None))
+                finally:
+                    b.drop(db)
+        results[n] = {k: statistics.median(v) for k, v in times.items()}
+        report(f"scale: {n} revisions", results[n]["swrun"], results[n]["plain"], "",
+               f"no rehearsal: {results[n]['swrun-norehearse']:.3f}s ({results[n]['swrun-norehearse'] / results[n]['plain']:.2f})")
     lo, hi = min(sizes), max(sizes)
-    extra = ((results[hi][0] - results[hi][1]) - (results[lo][0] - results[lo][1])) / (hi - lo)
-    swrun_per = (results[hi][0] - results[lo][0]) / (hi - lo)
-    plain_per = (results[hi][1] - results[lo][1]) / (hi - lo)
-    print(f"{'scale: time per revision':<34} swrun {swrun_per * 1000:8.2f}ms   plain {plain_per * 1000:8.2f}ms   "
-          f"extra swrun adds per revision: {extra * 1000:.2f} ms (target < 5 ms)", flush=True)
-    ROWS.append({"case": "scale: extra per revision", "swrun": extra, "plain": None, "ratio": None, "target": "< 5 ms",
-                 "note": f"swrun {swrun_per * 1000:.2f} ms/rev, plain {plain_per * 1000:.2f} ms/rev"})
+    per = {k: (results[hi][k] - results[lo][k]) / (hi - lo) for k in ("swrun", "swrun-norehearse", "plain")}
+    for side, label in (("swrun-norehearse", "same steps, no rehearsal"), ("swrun", "every step, with rehearsal")):
+        extra = per[side] - per["plain"]
+        print(f"{'scale: per revision, ' + label:<52} swrun {per[side] * 1000:7.2f}ms   plain {per['plain'] * 1000:7.2f}ms   "
+              f"extra: {extra * 1000:+.2f} ms (target < 5 ms)", flush=True)
+        ROWS.append({"case": f"scale: extra per revision, {label}", "swrun": extra, "plain": None, "ratio": None,
+                     "target": "< 5 ms", "note": f"swrun {per[side] * 1000:.2f} ms/rev, plain {per['plain'] * 1000:.2f} ms/rev"})
 
 
 def case_status(b: Bench, args) -> None:

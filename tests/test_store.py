@@ -186,7 +186,10 @@ def test_show_names_an_edited_record(reports, kept):
 def test_edited_record_file_is_named(reports, kept):
     entry = store.read_index(reports).entries[1]
     record = reports / entry["record"]
-    record.write_text(record.read_text().replace('"outcome": "failed"', '"outcome": "succeeded"'))
+    edited = json.loads(record.read_text())
+    assert edited["metadata"]["swrun"]["outcome"] == "failed"
+    edited["metadata"]["swrun"]["outcome"] = "succeeded"
+    record.write_text(json.dumps(edited, indent=1))
     proc = verify(reports, "--database-url", kept.url)
     assert proc.returncode == 1
     assert f"record-edited: run {kept.ids['failed']} (line 2): record file {entry['record']} was edited" in proc.stdout

@@ -168,6 +168,7 @@ class _Pass:
 
 
 def _apply(project, url: URL, target: str, direction: str, observer, lock_timeout: str, expect: str) -> _Pass:
+    """One pass; ``observer`` None: no lock reading (the second upgrade's locks are the first's)."""
     done = _Pass(direction)
 
     def on_revision(mctx, step) -> None:
@@ -185,8 +186,8 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
 
     started = time.perf_counter()
     try:
-        applied = project.apply(url, target, direction=direction, lock_timeout=lock_timeout, on_revision=on_revision,
-                                expect_database=expect)
+        applied = project.apply(url, target, direction=direction, lock_timeout=lock_timeout,
+                                on_revision=on_revision if observer is not None else None, expect_database=expect)
     except MigrationFailed as exc:
         applied = list(project._timings)  # the revisions committed before the failing one
         done.error, done.failed_revision = exc.line(), exc.revision
@@ -289,7 +290,8 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
                 for key, goal, direction, label in (("upgrade", target, "upgrade", "upgrade"),
                                                     ("downgrade", start_rev, "downgrade", "downgrade"),
                                                     ("upgrade_again", target, "upgrade", "upgrade again")) if pending else ():
-                    done = passes[key] = _apply(project, scratch.url, goal, direction, observer, ctx.lock_timeout, scratch.name)
+                    done = passes[key] = _apply(project, scratch.url, goal, direction, observer if key != "upgrade_again" else None,
+                                                ctx.lock_timeout, scratch.name)
                     moved = f"{where_from} -> {where_to}" if direction == "upgrade" else f"{where_to} -> {where_from}"
                     if done.error:
                         stage(label, False, done.error)
@@ -384,8 +386,9 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
 def _revision_rows(project, pending: list[str], passes: dict[str, _Pass], activity_now: dict | None) -> list[dict]:
     tps = float((activity_now or {}).get("tps") or 0.0)
     rows = []
+    seconds = {key: {a["revision"]: a["seconds"] for a in p.applied} for key, p in passes.items()}
     for rev in pending:
-        timing = {key: next((a["seconds"] for a in p.applied if a["revision"] == rev), None) for key, p in passes.items()}
+        timing = {key: by_rev.get(rev) for key, by_rev in seconds.items()}
         failed = next((key for key, p in passes.items() if p.failed_revision == rev), None)
         up_locks = passes["upgrade"].locks.get(rev, {}) if "upgrade" in passes else {}
         down_locks = passes["downgrade"].locks.get(rev, {}) if "downgrade" in passes else {}
