@@ -57,7 +57,7 @@ def make_record(meta: dict, padding: int) -> str:
                                    "data": {"text/plain": f"{step}: ok\n" + ("x" * 79 + "\n") * (per_step // 80)}}]})
     nb = {"cells": cells, "metadata": {"swrun": meta, "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
           "nbformat": 4, "nbformat_minor": 5}
-    return json.dumps(nb, indent=1)
+    return json.dumps(nb, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"  # as the runner writes records
 
 
 def generate(reports: Path, n: int, record_kb: int, seed: int = 4, identity: dict | None = None) -> list[dict]:
