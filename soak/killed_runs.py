@@ -123,18 +123,23 @@ def kernel_of(proc: psutil.Process) -> psutil.Process | None:
     return None
 
 
-def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, rng: random.Random) -> list[str]:
+def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, rng: random.Random,
+          window: float = 4.5) -> list[str]:
     problems: list[str] = []
     name = f"soak_{i}_{uuid.uuid4().hex[:6]}"
     url = server.create_database(name)
     reports = work / "reports"
     victim = rng.choice(["swrun", "kernel"])
-    delay = rng.uniform(1.0, 4.5)
+    delay = rng.uniform(0.0, window)
     argv = [SWRUN, "deploy", "--project", str(ini), "--database-url", url, "--env", "soak", "--reports-dir", str(reports),
             "--backup-dir", str(work / "backups"), "--json"]
     before = set(reports.rglob("*.ipynb")) if reports.exists() else set()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work)
     kernel = None
+    # the clock starts when the run's record exists (the placeholder, written before any cell
+    # runs): a kill before it leaves no record, and nothing has run on the database by then
+    while proc.poll() is None and not (set(reports.rglob("*.ipynb")) - before if reports.exists() else set()):
+        time.sleep(0.01)
     deadline = time.time() + delay
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -145,7 +150,10 @@ def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, r
     killed = proc.poll() is None
     if killed:
         target = proc.pid if victim == "swrun" or kernel is None else kernel.pid
-        os.kill(target, signal.SIGKILL)
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:  # the kernel ended on its own just now: the run is finishing
+            killed = False
     proc.communicate(timeout=120)
     try:
         if kernel is not None:
@@ -169,8 +177,11 @@ def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, r
     if len(new) != 1:
         problems.append(f"{len(new)} records for the killed run")
     else:
-        outcome = nbformat.read(str(new[0]), as_version=4).metadata.get("swrun", {}).get("outcome")
-        wanted = {"incomplete"} if (killed and victim == "swrun") else {"incomplete", "failed", "succeeded"}
+        meta = nbformat.read(str(new[0]), as_version=4).metadata.get("swrun", {})
+        outcome = meta.get("outcome")
+        # swrun killed: the placeholder (incomplete), unless the kill landed after the finished
+        # record was written (its index entry then checked by the final `reports verify`)
+        wanted = {"incomplete"} if (killed and victim == "swrun" and not meta.get("finished")) else {"incomplete", "failed", "succeeded"}
         if outcome not in wanted:
             problems.append(f"the killed run's record says {outcome!r}")
     again = subprocess.run(argv, capture_output=True, text=True, cwd=work, timeout=300)
@@ -205,7 +216,8 @@ def main() -> int:
     print(f"soak: {args.trials} trials, {args.revisions} revisions ({args.sleep}s each), seed {seed}, in {work}", flush=True)
     failures = kills = 0
     for i in range(1, args.trials + 1):
-        problems = trial(i, server, project, ini, refs, work, rng)
+        # the whole deploy: start-up, the rehearsal's three passes, then the upgrade itself
+        problems = trial(i, server, project, ini, refs, work, rng, window=2.0 + 4 * args.revisions * args.sleep)
         if problems == ["__not_killed__"]:
             continue
         kills += 1
