@@ -51,16 +51,15 @@ def runbook_path(name: str) -> Path:
     return path
 
 
-def _read_runbook(path: Path) -> dict:
-    """The runbook's JSON, enough to validate its parameters."""
+def _read_runbook(path: Path) -> tuple[dict, dict]:
+    """The runbook's JSON and the parameters it declares, enough to validate the given ones."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
             raise ValueError("no cells")
-        params_mod.declared(raw)
+        return raw, params_mod.declared(raw)
     except Exception as exc:
         raise UsageError(f"{path} is not a readable notebook: {type(exc).__name__}") from None
-    return raw
 
 
 def load_notebook(path: Path):
@@ -215,9 +214,8 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
     path = runbook_path(runbook)
     name = path.stem
     # validated from the plain JSON: nbformat (0.4 s) and SQLAlchemy (0.6 s) load while the kernel boots
-    raw = _read_runbook(path)
+    raw, declared = _read_runbook(path)
     given = params_mod.validate(raw, raw_parameters or {})
-    declared = params_mod.declared(raw)
 
     ctx = RunContext(project_path=project, database_url=database_url, environment=records.check_name("environment", environment))
     given_url = ctx.given_url  # starts the embedded server if need be
@@ -266,10 +264,6 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
             _execute(executing, path, kernel, kernel_timeout, cell_timeout, out)
         except KeyboardInterrupt:
             interrupted = True
-        except UsageError:  # the kernel did not start: nothing ran, so no record either
-            for left in (record, journal, sample):
-                left.unlink(missing_ok=True)
-            raise
         except Exception as exc:
             error = _execution_error(exc, out.current_step, cell_timeout)
         finally:
