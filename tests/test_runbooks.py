@@ -1,5 +1,6 @@
 """`swrun deploy` end to end: a real kernel, a real database, records kept under reports/."""
 
+import contextlib
 import json
 import os
 import signal
@@ -27,11 +28,15 @@ def meta(path):
 
 
 def kernels_left():
+    """swrun kernels started under this test session's server (SWRUN_HOME): tests running in
+    other workers or sessions have kernels of their own."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
         if "ipykernel" in cmd and "swrun-kernel-" in cmd:
-            found.append(proc.pid)
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get("SWRUN_HOME") == os.environ.get("SWRUN_HOME"):
+                    found.append(proc.pid)
     return found
 
 

@@ -7,11 +7,11 @@ restored into a scratch database — on the embedded server (default) or on the 
 own server (``on="target"``) — and there, on real data:
 
 1. upgrade to the target, one transaction per revision, each timed; inside each
-   revision's transaction, before its commit, the relation locks it holds are read from
-   ``pg_locks`` (PostgreSQL keeps a table lock to the end of the transaction, so this is
-   every lock the revision took) and named from a second connection, which sees only
-   relations that existed before the revision: a table the revision creates is nobody
-   else's to wait for;
+   revision's transaction, before its commit, a second connection reads the relation locks
+   it holds from ``pg_locks`` (PostgreSQL keeps a table lock to the end of the transaction,
+   so this is every lock the revision took) and names them from its own snapshot, which
+   sees only relations that existed before the revision: a table the revision creates is
+   nobody else's to wait for;
 2. verify, as after a real deploy (your ``[swrun] check`` command runs against the copy);
 3. downgrade back to the starting revision: the rollback plan, run on real data;
 4. the schema (and row counts) compared with the copy before the upgrade;
@@ -55,11 +55,14 @@ BLOCKS = {"AccessExclusiveLock": "reads and writes", "ExclusiveLock": "writes, S
           "ShareRowExclusiveLock": "writes", "ShareLock": "writes"}
 ROOM_FACTOR = 1.5  # the copy, and half again for what the migrations write
 
-_HELD = ("select relation::bigint, mode from pg_locks where pid = pg_backend_pid() and locktype = 'relation' "
-         "and granted and database = (select oid from pg_database where datname = current_database())")
-_NAMES = sa.text("select c.oid::bigint, n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-                 "where c.oid::bigint = any(:oids) and c.relkind in ('r', 'p', 'm', 'f') "
-                 "and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast', 'swrun')")
+# the relation locks a backend holds, with the names the caller's snapshot sees; read from
+# the observer, whose committed catalog lacks the relations the revision itself creates
+_HELD_BY = ("select l.mode, n.nspname, c.relname from pg_locks l "
+            "join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace "
+            "where l.pid = %s and l.locktype = 'relation' and l.granted "
+            "and l.database = (select oid from pg_database where datname = current_database()) "
+            "and c.relkind in ('r', 'p', 'm', 'f') "
+            "and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast', 'swrun')")
 
 
 class RehearsalError(SwrunError):
@@ -171,16 +174,18 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
     """One pass; ``observer`` None: no lock reading (the second upgrade's locks are the first's)."""
     done = _Pass(direction)
 
+    cursor = observer.connection.cursor() if observer is not None else None
+
     def on_revision(mctx, step) -> None:
-        held = mctx.connection.exec_driver_sql(_HELD).all()
-        oids = sorted({int(oid) for oid, _ in held})
-        # the observer sees committed catalog only: relations that existed before this revision
-        named = {int(o): (n, r) for o, n, r in observer.execute(_NAMES, {"oids": oids}).all()} if oids else {}
+        # one round trip per revision, on the observer's plain DB-API cursor: psycopg2 knows the
+        # migration's backend id without asking, and its locks are in the shared lock table
+        get_pid = getattr(mctx.connection.connection.dbapi_connection, "get_backend_pid", None)
+        pid = get_pid() if get_pid else mctx.connection.exec_driver_sql("select pg_backend_pid()").scalar()
+        cursor.execute(_HELD_BY, (int(pid),))
         version_table = getattr(mctx, "version_table", "alembic_version")
         modes: dict[str, list[str]] = {}
-        for oid, mode in held:
-            if int(oid) in named and named[int(oid)][1] != version_table:
-                nsp, rel = named[int(oid)]
+        for mode, nsp, rel in cursor.fetchall():
+            if rel != version_table:
                 modes.setdefault(rel if nsp == "public" else f"{nsp}.{rel}", []).append(mode)
         done.locks[step.up_revision_id] = {rel: strongest(m) for rel, m in sorted(modes.items())}
 
@@ -191,6 +196,9 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
     except MigrationFailed as exc:
         applied = list(project._timings)  # the revisions committed before the failing one
         done.error, done.failed_revision = exc.line(), exc.revision
+    finally:
+        if cursor is not None:
+            cursor.close()
     done.seconds = time.perf_counter() - started
     done.applied = [a.as_dict() for a in applied]
     return done
