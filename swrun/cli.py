@@ -7,6 +7,8 @@ knows how a step works. Errors a user can cause print one line and exit non-zero
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import os
 import sys
@@ -135,6 +137,21 @@ def _reports_parser(sub) -> None:
     a.add_argument("--out", help="directory (default: REPORTS_DIR/site)")
     for a in actions.choices.values():
         a.add_argument("--reports-dir", default="reports", help="the reports directory (default: ./reports)")
+
+
+def run() -> None:
+    """The ``swrun`` command: :func:`main`, then exit without the interpreter's teardown.
+
+    Freeing everything a run built (the record's notebook, pandas, SQLAlchemy, Alembic's
+    modules) takes about 0.3 s and nothing needs it: records and backups are closed by
+    then. The atexit handlers still run and the output is flushed first.
+    """
+    code = main()
+    getattr(atexit, "_run_exitfuncs", lambda: None)()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(int(code or 0))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -376,13 +376,15 @@ class Project:
         return fn
 
     def apply(self, url: URL, target: str = "head", *, direction: str = "upgrade", lock_timeout: str | None = "10s",
-              on_revision: Callable | None = None, expect_database: str | None = None) -> list[AppliedRevision]:
+              on_revision: Callable | None = None, expect_database: str | None = None,
+              durable: bool = True) -> list[AppliedRevision]:
         """Upgrade or downgrade to ``target`` online; returns each revision with its time.
 
         On failure raises MigrationFailed naming the revision; the revisions before it
         stay applied (one transaction per revision). ``on_revision(migration_context, step_info)``
         runs inside each revision's transaction, after its SQL and before its commit;
-        ``expect_database``: refuse (before any SQL) when env.py connects to another database.
+        ``expect_database``: refuse (before any SQL) when env.py connects to another database;
+        ``durable=False``: return without waiting for the revisions' commits to reach disk (a scratch copy).
         """
         if direction == "upgrade":
             self.resolve(target)
@@ -401,7 +403,7 @@ class Project:
                 self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target, lock_timeout=lock_timeout,
                               on_revision=on_revision, expect_database=expect_database)
             finally:
-                if lock_timeout and sink:
+                if durable and lock_timeout and sink:
                     _durable(url)
         except Exception as exc:
             if isinstance(exc, StateError) and expect_database and not sink:

@@ -22,9 +22,11 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,42 +159,85 @@ def step_results(cells) -> dict[str, dict]:
 
 
 class _Kernel:
-    """One python3 kernel over IPC in a private directory; always stopped, killed if need be."""
+    """One python3 kernel over IPC in a private directory; always stopped, killed if need be.
+
+    The kernel process is launched first, with nothing but the standard library: importing
+    jupyter_client takes the runner 0.4 s, which the kernel's boot now covers. The kernel
+    manager papermill drives is built afterwards around the running process (:meth:`manager`).
+    """
 
     def __init__(self, env: dict[str, str], cwd: str, start_timeout: float):
-        from jupyter_client.manager import AsyncKernelManager
-
         self.dir = tempfile.mkdtemp(prefix="swrun-kernel-")
-        self.km = AsyncKernelManager(kernel_name="python3", transport="ipc",
-                                     connection_file=os.path.join(self.dir, "kernel.json"))
+        self.connection_file = os.path.join(self.dir, "kernel.json")
         self.env, self.cwd, self.start_timeout = env, cwd, start_timeout
-        self.pid: int | None = None
+        self.process: subprocess.Popen | None = None
+        self.km = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
     def start(self, preload: str = "") -> float:
         """Launch the kernel; ``preload`` runs while it boots, overlapping the runner's own work."""
-        from jupyter_core.utils import run_sync
-
         t0 = time.perf_counter()
-        extra = [f"--IPKernelApp.exec_lines={[preload]!r}"] if preload else []
+        # what jupyter_client writes for an IPC kernel: sockets <dir>/kernel-ipc-<port>, an HMAC key
+        info = {"transport": "ipc", "ip": os.path.join(self.dir, "kernel-ipc"), "shell_port": 1, "iopub_port": 2,
+                "stdin_port": 3, "control_port": 4, "hb_port": 5, "key": uuid.uuid4().hex + uuid.uuid4().hex,
+                "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
+        fd = os.open(self.connection_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(info, fh)
+        argv = [sys.executable, "-m", "swrun.kernel", "-f", self.connection_file]
+        if preload:
+            argv.append(f"--IPKernelApp.exec_lines={[preload]!r}")
+        # its own session (Ctrl-C is the runner's to handle); JPY_PARENT_PID: it exits if the runner dies
+        env = {**self.env, "JPY_PARENT_PID": str(os.getpid())}
         try:
-            run_sync(self.km.start_kernel)(env=self.env, cwd=self.cwd, extra_arguments=extra)
-        except Exception as exc:
-            raise UsageError(f"the python3 kernel did not start: {type(exc).__name__}: {exc}",
-                             hint="is ipykernel installed in swrun's environment?") from None
-        prov = self.km.provisioner
-        self.pid = getattr(prov, "pid", None) or getattr(getattr(prov, "process", None), "pid", None)
+            # its output (warnings, a crash's last words) to a file the runner quotes if it dies
+            with open(os.path.join(self.dir, "kernel.log"), "wb") as log:
+                self.process = subprocess.Popen(argv, env=env, cwd=self.cwd, stdin=subprocess.PIPE, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            raise UsageError(f"the python3 kernel did not start: {exc}", hint="is ipykernel installed in swrun's environment?") from None
         return time.perf_counter() - t0
 
-    def stop(self) -> None:
-        from jupyter_core.utils import run_sync
+    def manager(self):
+        """The kernel manager of the running kernel, for papermill (built once)."""
+        if self.km is None:
+            from jupyter_client.manager import AsyncKernelManager
+            from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-        with contextlib.suppress(BaseException):
-            if self.km.has_kernel:
-                run_sync(self.km.shutdown_kernel)(now=True)
-        if self.pid:
-            # start_new_session made the kernel a group leader: take any children with it
+            km = AsyncKernelManager(kernel_name="python3", transport="ipc", connection_file=self.connection_file)
+            km.load_connection_file()
+            provisioner = LocalProvisioner(kernel_id=None, kernel_spec=None, parent=km)
+            provisioner.process, provisioner.pid, provisioner.pgid = self.process, self.pid, self.pid
+            km.provisioner = provisioner  # is_alive() and has_kernel now answer for this process
+            self.km = km
+        return self.km
+
+    def died(self) -> str | None:
+        """How the kernel ended, when it has: its exit code and the last line it wrote."""
+        code = self.process.poll() if self.process is not None else None
+        if code is None:
+            return None
+        try:
+            with open(os.path.join(self.dir, "kernel.log"), "rb") as fh:
+                fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
+                lines = [line.strip() for line in fh.read().decode(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            lines = []
+        said = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
+        return f"{said}: {lines[-1][:200]}" if lines else said
+
+    def stop(self) -> None:
+        """Kill the kernel's process group (it is a session leader: its children go with it)."""
+        if self.process is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                self.process.wait(timeout=10)
+            if self.process.stdin:
+                self.process.stdin.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -266,6 +311,11 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
             interrupted = True
         except Exception as exc:
             error = _execution_error(exc, out.current_step, cell_timeout)
+            died = kernel.died()
+            if died and out.first_cell_at is None:  # nothing ran: ipykernel missing or broken, ...
+                error = f"the python3 kernel did not start ({died})"
+            elif died:
+                error = f"{error} ({died})"
         finally:
             kernel.stop()
         if out.current_step == "rehearse":  # stopped mid-rehearsal: its own cleanup never ran
@@ -328,7 +378,7 @@ def _execute(nb, path: Path, kernel: "_Kernel", kernel_timeout: float, cell_time
     logging.getLogger("papermill").setLevel(logging.CRITICAL)  # swrun reports failures itself, in one line
     papermill_engines.execute_notebook_with_engine(
         None, nb, kernel_name="python3", input_path=str(path), output_path=None, progress_bar=False, log_output=False,
-        start_timeout=kernel_timeout, execution_timeout=cell_timeout, km=kernel.km,
+        start_timeout=kernel_timeout, execution_timeout=cell_timeout, km=kernel.manager(),
         on_cell_start=out.on_cell_start, on_cell_executed=out.on_cell_executed)
     raise_for_execution_errors(nb, None)  # marks the failing cell, raises PapermillExecutionError
 

@@ -155,15 +155,18 @@ def test_ctrl_c_stops_the_kernel_and_keeps_the_record(db_url, workdir, project_c
 
 
 def test_kernel_that_does_not_start_is_one_line(db_url, workdir, tmp_path):
-    spec = tmp_path / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                                                  "display_name": "broken", "language": "python"}))
-    proc = run_cli("deploy", "--database-url", db_url, env={"JUPYTER_PATH": str(tmp_path / "jupyter")})
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("swrun: error: the python3 kernel did not start")
-    assert "Traceback" not in proc.stderr
-    assert records_in(workdir) == []
+    # an ipykernel that cannot load: the kernel process exits before its first cell
+    broken = tmp_path / "broken" / "ipykernel"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this ipykernel is broken')\n")
+    proc = run_cli("deploy", "--database-url", db_url, env={"PYTHONPATH": str(broken.parent)})
+    assert proc.returncode == 9, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "swrun: error: the python3 kernel did not start (exit code 1: ImportError: this ipykernel is broken)", last
+    assert "Traceback" not in proc.stderr  # the kernel's own output went to its log, quoted in one line
+    [record] = records_in(workdir)  # the attempt is on record: nothing ran
+    m = meta(record)
+    assert m["outcome"] == "failed" and m["steps"] == [] and "did not start" in m["message"]
     assert current_revision(db_url) is None
 
 

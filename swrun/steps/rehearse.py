@@ -28,6 +28,7 @@ traffic the preflight measured on the target: transactions that would arrive mea
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -175,13 +176,15 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
     done = _Pass(direction)
 
     cursor = observer.connection.cursor() if observer is not None else None
+    if cursor is not None:  # planned once: planning is most of the query's time
+        cursor.execute(f"prepare swrun_held_by(int) as {_HELD_BY.replace('%s', '$1')}")
 
     def on_revision(mctx, step) -> None:
         # one round trip per revision, on the observer's plain DB-API cursor: psycopg2 knows the
         # migration's backend id without asking, and its locks are in the shared lock table
         get_pid = getattr(mctx.connection.connection.dbapi_connection, "get_backend_pid", None)
         pid = get_pid() if get_pid else mctx.connection.exec_driver_sql("select pg_backend_pid()").scalar()
-        cursor.execute(_HELD_BY, (int(pid),))
+        cursor.execute("execute swrun_held_by(%s)", (int(pid),))
         version_table = getattr(mctx, "version_table", "alembic_version")
         modes: dict[str, list[str]] = {}
         for mode, nsp, rel in cursor.fetchall():
@@ -192,12 +195,15 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
     started = time.perf_counter()
     try:
         applied = project.apply(url, target, direction=direction, lock_timeout=lock_timeout,
-                                on_revision=on_revision if observer is not None else None, expect_database=expect)
+                                on_revision=on_revision if observer is not None else None, expect_database=expect,
+                                durable=False)  # a disposable copy
     except MigrationFailed as exc:
         applied = list(project._timings)  # the revisions committed before the failing one
         done.error, done.failed_revision = exc.line(), exc.revision
     finally:
         if cursor is not None:
+            with contextlib.suppress(Exception):  # a scratch server gone away is the pass's error to report
+                cursor.execute("deallocate swrun_held_by")
             cursor.close()
     done.seconds = time.perf_counter() - started
     done.applied = [a.as_dict() for a in applied]

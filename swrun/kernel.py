@@ -1,0 +1,18 @@
+"""The runbook kernel: ``python -m swrun.kernel -f CONNECTION_FILE``.
+
+ipykernel's own launcher, less its debugger: a runbook kernel is never attached to one,
+and importing debugpy is about a tenth of the kernel's boot.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    # as ipykernel_launcher: the working directory is not on the path while ipykernel loads
+    # (IPython puts it back for the cells)
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+    sys.modules.setdefault("debugpy", None)  # ipykernel then runs without its debugger
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
