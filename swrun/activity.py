@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Connection, Engine
+if TYPE_CHECKING:  # the runner reads BASELINE_ENV before its kernel starts: SQLAlchemy stays off that path
+    from sqlalchemy.engine import Connection, Engine
 
-from .database import connect
+
+def connect(engine: "Engine"):  # database.connect, imported when first used
+    from .database import connect as _connect
+
+    return _connect(engine)
+
 
 # pg_stat_database columns that count errors, oldest first; the sessions_* ones are PostgreSQL 14+
 ERROR_COUNTERS = ("xact_rollback", "deadlocks", "conflicts", "sessions_abandoned", "sessions_fatal", "sessions_killed")
