@@ -22,7 +22,11 @@ the run's ``acknowledge`` parameter.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+import ast
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 SEVERITIES = ("info", "warning", "danger")
 
@@ -61,12 +65,29 @@ class Finding:
         return bool(self.never) and not self.acknowledged
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return dict(vars(self))  # every field is a flat value: no need for asdict's deep copy
 
     @classmethod
     def from_dict(cls, data: dict) -> "Finding":
         return cls(**{k: data.get(k) for k in ("id", "rule", "severity", "message", "revision", "file", "never")},
                    source=data.get("source", "swrun"), acknowledged=bool(data.get("acknowledged")))
+
+
+def parse_file(path: Path) -> tuple[str, ast.Module]:
+    """A revision file's source and syntax tree (SyntaxError if it does not parse).
+
+    The ledger reads each file's header and the lint its body: one parse serves both, and
+    the cache follows the file's size and modification time, so an edited file is read again."""
+    st = os.stat(path)
+    return _parse(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _parse(path: str, _mtime_ns: int, _size: int) -> tuple[str, ast.Module]:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
+    return text, ast.parse(data, filename=path)
 
 
 COLUMNS = ["id", "severity", "source", "revision", "file", "message", "status"]

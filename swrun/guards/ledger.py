@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from ..errors import ProjectError
 from ..migrations import Project, file_sha256
-from . import NEVER_DELETE, NEVER_MODIFY, NEVER_RENAME, Finding
+from . import NEVER_DELETE, NEVER_MODIFY, NEVER_RENAME, Finding, parse_file
 
 SCHEMA = "swrun"
 TABLE = "migration_ledger"
@@ -110,7 +110,7 @@ def _literal(node) -> object:
 def read_header(path: Path) -> tuple[str | None, tuple[str, ...]]:
     """``revision`` and its parents (down_revision, depends_on) from a file's source; ProjectError if it does not parse."""
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        _, tree = parse_file(path)
     except SyntaxError as exc:
         raise ProjectError(f"migration file {path} does not parse: {exc.msg} (line {exc.lineno})") from None
     values: dict[str, object] = {}

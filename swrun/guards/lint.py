@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import ProjectError, SwrunError
-from . import ENUM_PROCEDURE, NEVER_ENUM, Finding
+from . import ENUM_PROCEDURE, NEVER_ENUM, Finding, parse_file
 
 
 class LintError(SwrunError):
@@ -412,9 +412,8 @@ def _only_pass(fn: ast.FunctionDef) -> bool:
 def lint_file(path: Path, revision: str, state: EnumState | None = None) -> list[Finding]:
     """swrun's rules over one revision file. ``state`` (the enum values before it) is updated in place."""
     state = state if state is not None else EnumState()
-    source = path.read_text(encoding="utf-8", errors="replace")
     try:
-        module = ast.parse(source, filename=str(path))
+        source, module = parse_file(path)
     except SyntaxError as exc:
         raise ProjectError(f"migration file {path} does not parse: {exc.msg} (line {exc.lineno})") from None
     linter = _RevisionLinter(revision, path.name, module, state, source)
