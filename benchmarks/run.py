@@ -4,7 +4,7 @@ Each case runs both sides on the same embedded PostgreSQL in the same process of
 measurement, several times, each time on a fresh database, and prints the medians and
 their ratio (swrun / plain). Nothing here is a test: it reports.
 
-    python benchmarks/run.py                 # every case (about 15 minutes on 2 cores)
+    python benchmarks/run.py                 # every case (about 30 minutes on 2 cores)
     python benchmarks/run.py --quick         # fewer runs, smaller chains, no 1 GB database
     python benchmarks/run.py --case deploy-demo --case status
 """
