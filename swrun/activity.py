@@ -20,10 +20,10 @@ if TYPE_CHECKING:  # the runner reads BASELINE_ENV before its kernel starts: SQL
     from sqlalchemy.engine import Connection, Engine
 
 
-def connect(engine: "Engine"):  # database.connect, imported when first used
-    from .database import connect as _connect
+def _connect(engine: "Engine"):  # database.connect, imported when first used
+    from .database import connect
 
-    return _connect(engine)
+    return connect(engine)
 
 
 # pg_stat_database columns that count errors, oldest first; the sessions_* ones are PostgreSQL 14+
@@ -61,7 +61,7 @@ BASELINE_ENV = "SWRUN_ACTIVITY_BASELINE"
 
 def baseline(engine: Engine) -> dict:
     """The counters now, and when (the system-wide monotonic clock, comparable across processes)."""
-    with connect(engine) as raw:
+    with _connect(engine) as raw:
         return {"counters": counters(_autocommit(raw)), "at": time.monotonic()}
 
 
@@ -86,7 +86,7 @@ def current(engine: Engine, seconds: float = 1.0, start: dict | None = None) -> 
     opened by hand), or if the statistics were reset since, it samples for ``seconds`` now.
     """
     start = start if start is not None else _given_baseline()
-    with connect(engine) as raw:
+    with _connect(engine) as raw:
         conn = _autocommit(raw)
         if start is None:
             start = {"counters": counters(conn), "at": time.monotonic()}
@@ -131,7 +131,7 @@ class Window:
 
 def window(engine: Engine, seconds: float, interval: float = 0.25) -> Window:
     """Sample the database for ``seconds``: counters at both ends, lock waits every ``interval``."""
-    with connect(engine) as raw:
+    with _connect(engine) as raw:
         conn = _autocommit(raw)
         started = time.time()
         first, t0 = counters(conn), time.perf_counter()

@@ -166,10 +166,11 @@ class _Kernel:
     manager papermill drives is built afterwards around the running process (:meth:`manager`).
     """
 
-    def __init__(self, env: dict[str, str], cwd: str, start_timeout: float):
+    def __init__(self, env: dict[str, str], cwd: str):
         self.dir = tempfile.mkdtemp(prefix="swrun-kernel-")
         self.connection_file = os.path.join(self.dir, "kernel.json")
-        self.env, self.cwd, self.start_timeout = env, cwd, start_timeout
+        self.log = os.path.join(self.dir, "kernel.log")  # its output: quoted if it dies
+        self.env, self.cwd = env, cwd
         self.process: subprocess.Popen | None = None
         self.km = None
 
@@ -194,7 +195,7 @@ class _Kernel:
         env = {**self.env, "JPY_PARENT_PID": str(os.getpid())}
         try:
             # its output (warnings, a crash's last words) to a file the runner quotes if it dies
-            with open(os.path.join(self.dir, "kernel.log"), "wb") as log:
+            with open(self.log, "wb") as log:
                 self.process = subprocess.Popen(argv, env=env, cwd=self.cwd, stdin=subprocess.PIPE, stdout=log,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
@@ -221,7 +222,7 @@ class _Kernel:
         if code is None:
             return None
         try:
-            with open(os.path.join(self.dir, "kernel.log"), "rb") as fh:
+            with open(self.log, "rb") as fh:
                 fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
                 lines = [line.strip() for line in fh.read().decode(errors="replace").splitlines() if line.strip()]
         except OSError:
@@ -279,7 +280,7 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
         env = {**os.environ, URL_ENV: given_url, "SWRUN_RUN_ID": run_id, activity.BASELINE_ENV: str(sample.resolve()),
                "PYTHONUNBUFFERED": "1"}
         env.pop("SWRUN_PLAIN_OUTPUT", None)
-        kernel = _Kernel(env, os.getcwd(), kernel_timeout)
+        kernel = _Kernel(env, os.getcwd())
         t_kernel = time.perf_counter()
         try:
             timings["kernel_start"] = kernel.start(preload=PRELOAD)

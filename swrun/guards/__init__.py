@@ -21,9 +21,9 @@ the run's ``acknowledge`` parameter.
 
 from __future__ import annotations
 
-import re
 import ast
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path

@@ -60,7 +60,7 @@ ROOM_FACTOR = 1.5  # the copy, and half again for what the migrations write
 # the observer, whose committed catalog lacks the relations the revision itself creates
 _HELD_BY = ("select l.mode, n.nspname, c.relname from pg_locks l "
             "join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace "
-            "where l.pid = %s and l.locktype = 'relation' and l.granted "
+            "where l.pid = $1 and l.locktype = 'relation' and l.granted "
             "and l.database = (select oid from pg_database where datname = current_database()) "
             "and c.relkind in ('r', 'p', 'm', 'f') "
             "and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast', 'swrun')")
@@ -177,7 +177,7 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
 
     cursor = observer.connection.cursor() if observer is not None else None
     if cursor is not None:  # planned once: planning is most of the query's time
-        cursor.execute(f"prepare swrun_held_by(int) as {_HELD_BY.replace('%s', '$1')}")
+        cursor.execute(f"prepare swrun_held_by(int) as {_HELD_BY}")
 
     def on_revision(mctx, step) -> None:
         # one round trip per revision, on the observer's plain DB-API cursor: psycopg2 knows the
