@@ -208,7 +208,10 @@ class _Kernel:
             from jupyter_client.manager import AsyncKernelManager
             from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-            km = AsyncKernelManager(kernel_name="python3", transport="ipc", connection_file=self.connection_file)
+            from .kernel_client import ReadyClient
+
+            km = AsyncKernelManager(kernel_name="python3", transport="ipc", connection_file=self.connection_file,
+                                    client_factory=ReadyClient)
             km.load_connection_file()
             provisioner = LocalProvisioner(kernel_id=None, kernel_spec=None, parent=km)
             provisioner.process, provisioner.pid, provisioner.pgid = self.process, self.pid, self.pid
@@ -334,8 +337,8 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
         os.umask(old_umask)
     if progress:
         verdict = outcome.outcome.upper() + (f" at {outcome.failed_step}" if outcome.failed_step else "")
-        print(f"swrun: {verdict} in {timings['total']:.2f}s (kernel start {timings.get('kernel_start', 0):.2f}s); record: {record}",
-              file=sys.stderr, flush=True)
+        ready = f" (kernel ready in {timings['kernel_ready']:.2f}s)" if "kernel_ready" in timings else ""
+        print(f"swrun: {verdict} in {timings['total']:.2f}s{ready}; record: {record}", file=sys.stderr, flush=True)
         if outcome.redactions:
             print(f"swrun: warning: {outcome.redactions} occurrence(s) of the database password were found and redacted", file=sys.stderr)
         if outcome.message and outcome.outcome != "succeeded":
