@@ -271,6 +271,45 @@ def test_interrupted_rehearsal_leaves_no_scratch_database(pg, db_url, project_co
     assert current_revision(db_url) == HEAD
 
 
+def owners_left(pg) -> int:
+    return scalar(pg.status().url("postgres"), "select count(*) from pg_locks where locktype = 'advisory' and granted "
+                                               f"and objsubid = 2 and classid = {rehearse.OWNER_CLASS}")
+
+
+def test_a_killed_rehearsals_copy_is_removed_by_the_next_rehearsal_and_a_live_ones_is_not(pg, db_url, fresh_db, project_copy,
+                                                                                           workdir):
+    add_revision(project_copy, "510e00000009", HEAD, "op.execute('select pg_sleep(120)')", slug="slow")
+    at_head(db_url, project_copy, target=HEAD)
+    killed = subprocess.Popen([sys.executable, "-m", "swrun", "deploy", "--database-url", db_url, "--project",
+                               str(project_copy / "alembic.ini")], stderr=subprocess.DEVNULL, cwd=workdir)
+    deadline = time.time() + 60
+    while not (scratch_databases(pg) and owners_left(pg)) and time.time() < deadline:  # restored, sleeping in "slow"
+        time.sleep(0.1)
+    copy = scratch_databases(pg)
+    assert len(copy) == 1, copy
+    try:
+        # another run while that one is alive: its copy is in use and stays
+        live = run_cli("rehearse", "--database-url", fresh_db, cwd=workdir)
+        assert live.returncode == 0, live.stderr
+        assert "leftovers" not in {s["stage"] for s in step(records(workdir)[-1], "rehearse")["data"]["stages"]}
+        assert scratch_databases(pg) == copy
+    finally:
+        killed.kill()  # SIGKILL: no cleanup of its own runs; its kernel exits with it
+        killed.wait(timeout=30)
+    deadline = time.time() + 30
+    while owners_left(pg) and time.time() < deadline:
+        time.sleep(0.1)
+    assert owners_left(pg) == 0 and scratch_databases(pg) == copy  # a copy of real data nobody holds
+    after = run_cli("rehearse", "--database-url", fresh_db, cwd=workdir)
+    assert after.returncode == 0, after.stderr
+    data = step(records(workdir)[-1], "rehearse")["data"]
+    stages = {s["stage"]: s for s in data["stages"]}
+    assert stages["leftovers"]["result"] == "pass" and copy[0] in stages["leftovers"]["detail"], stages
+    assert data["leftovers"] == [{"database": copy[0], "removed": True}]
+    assert scratch_databases(pg) == [] and owners_left(pg) == 0
+    assert current_revision(db_url) == HEAD
+
+
 def test_rehearse_on_the_target_server_as_a_role_with_a_password(pg, db_url, workdir):
     password = "Rh3arse-s3cret-pw"
     dbname = db_url.split("?", 1)[0].rsplit("/", 1)[-1]

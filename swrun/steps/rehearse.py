@@ -19,7 +19,9 @@ own server (``on="target"``) — and there, on real data:
 
 A revision that fails stops the rehearsal with its name and error; the deploy's upgrade
 then does not run, so the real database is never touched. The scratch database is
-dropped at the end, whatever happened.
+dropped at the end, whatever happened; a copy whose run was killed outright (SIGKILL, a
+lost machine) has no live owner, and the next rehearsal on that server drops it (see
+``_Scratch.create``).
 
 From the timings, each revision's expected lock hold in production: the revision holds
 its locks for its whole transaction, so the hold is its time on the copy. Next to it, the
@@ -29,6 +31,7 @@ traffic the preflight measured on the target: transactions that would arrive mea
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import shutil
 import subprocess
@@ -76,8 +79,18 @@ def strongest(modes) -> str:
     return max(modes, key=lambda m: LOCK_MODES.index(m) if m in LOCK_MODES else -1)
 
 
+SCRATCH_PREFIX = "swrun_rehearsal_"
+# pg_advisory_lock(int4, int4)'s first key for a rehearsal's hold on its scratch database
+OWNER_CLASS = 0x5357
+
+
 def scratch_name(run_id: str) -> str:
-    return "swrun_rehearsal_" + re.sub(r"[^a-z0-9_]", "_", run_id.lower())[:40]
+    return SCRATCH_PREFIX + re.sub(r"[^a-z0-9_]", "_", run_id.lower())[:40]
+
+
+def owner_key(name: str) -> int:
+    """The second key of the advisory lock a rehearsal holds while its scratch database exists."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
 
 
 class _Scratch:
@@ -87,6 +100,7 @@ class _Scratch:
         if on not in PLACES:
             raise UsageError(f"unknown rehearse_on {on!r}", hint=f"choose one of {', '.join(PLACES)}")
         self.on, self.name, self.data_dir = on, name, None
+        self.owner, self.swept, self._held = None, [], contextlib.ExitStack()
         if on == "embedded":
             server = embedded.EmbeddedServer(home)
             status = server.start()
@@ -117,7 +131,20 @@ class _Scratch:
                 hint="free space there, or rehearse on the target's server: --rehearse-on target")
 
     def create(self) -> None:
+        """Hold the ownership lock, remove copies whose rehearsal died, then make this one.
+
+        A rehearsal holds a session advisory lock named after its scratch database from before
+        the database exists until after it is dropped. A copy of real data with no holder is a
+        leftover of a rehearsal that was killed (its own cleanup never ran); one with a holder,
+        in any database of the server, is another run's, in use.
+        """
         try:
+            self.owner = self._held.enter_context(connect(self.admin)).execution_options(isolation_level="AUTOCOMMIT")
+            if not self.owner.execute(sa.text("select pg_try_advisory_lock(:c, :k)"),
+                                      {"c": OWNER_CLASS, "k": owner_key(self.name)}).scalar():
+                raise RehearsalError(f"another run is rehearsing in {self.name} on {self.where}",
+                                     hint="each run has its own run id; wait for the other one")
+            self.swept = self._sweep()
             self._sql(f'drop database if exists "{self.name}"')  # a leftover of this same run id
             self._sql(f'create database "{self.name}" template template0')
             # a scratch copy needs no durability: its commits need not wait for the WAL flush,
@@ -128,19 +155,46 @@ class _Scratch:
                                  hint="the role needs CREATEDB; or rehearse on the embedded server: --rehearse-on embedded"
                                  if self.on == "target" else None) from None
 
+    def _sweep(self) -> list[dict]:
+        """Drop the scratch databases on this server that no live rehearsal holds."""
+        # the names first, then the locks: an owner locks before it creates, so a database
+        # listed here whose owner is alive has its lock in the later read
+        names = [n for n in self.owner.exec_driver_sql("select datname from pg_database").scalars()
+                 if n.startswith(SCRATCH_PREFIX) and n != self.name]
+        if not names:
+            return []
+        held = set(self.owner.execute(sa.text(
+            "select objid::bigint from pg_locks where locktype = 'advisory' and granted and objsubid = 2 and classid = :c"),
+            {"c": OWNER_CLASS}).scalars())
+        swept = []
+        for name in names:
+            if (owner_key(name) & 0xFFFFFFFF) in held:
+                continue  # another run's copy, in use
+            try:
+                swept.append({"database": name, "removed": _drop_database(self.owner, name)})
+            except sa.exc.DBAPIError as exc:  # another role's, say: said, and the rehearsal goes on
+                swept.append({"database": name, "removed": False, "error": _first_line(exc)})
+        return swept
+
     def drop(self) -> bool:
         """Drop it (ending any session left on it); True when it is gone."""
         with connect(self.admin) as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            if int(conn.exec_driver_sql("show server_version_num").scalar()) >= 130000:
-                conn.exec_driver_sql(f'drop database if exists "{self.name}" with (force)')
-            else:
-                conn.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity where datname = :n"), {"n": self.name})
-                conn.exec_driver_sql(f'drop database if exists "{self.name}"')
-            return conn.execute(sa.text("select count(*) from pg_database where datname = :n"), {"n": self.name}).scalar() == 0
+            return _drop_database(conn.execution_options(isolation_level="AUTOCOMMIT"), self.name)
 
     def close(self) -> None:
+        """Release the ownership lock (after the drop) and the connections."""
+        self._held.close()
         self.admin.dispose()
+
+
+def _drop_database(conn, name: str) -> bool:
+    """Drop a database, ending the sessions left on it; True when it is gone."""
+    if int(conn.exec_driver_sql("show server_version_num").scalar()) >= 130000:
+        conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+    else:
+        conn.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity where datname = :n"), {"n": name})
+        conn.exec_driver_sql(f'drop database if exists "{name}"')
+    return conn.execute(sa.text("select count(*) from pg_database where datname = :n"), {"n": name}).scalar() == 0
 
 
 def restore(dump: Path, url: URL, jobs: int = 4) -> None:
@@ -268,6 +322,13 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
             at = "scratch database"
             scratch.create()
             created = True
+            if scratch.swept:
+                result.data["leftovers"] = scratch.swept
+                gone = [s["database"] for s in scratch.swept if s["removed"]]
+                kept = [f"{s['database']} ({s.get('error', 'still there')})" for s in scratch.swept if not s["removed"]]
+                stage("leftovers", not kept, "; ".join(
+                    ([f"removed {', '.join(gone)}: left by a rehearsal that was killed before its cleanup"] if gone else [])
+                    + ([f"could not remove {', '.join(kept)}"] if kept else [])), severity="warning")
             at = "restore"
             with Timer() as restoring:
                 restore(dump, scratch.url)
