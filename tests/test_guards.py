@@ -434,6 +434,48 @@ def test_production_needs_a_staging_deploy_of_the_same_migration_set(db_url, sec
     assert meta(record)["fingerprint"] == meta(records(workdir, "staging")[-1])["fingerprint"]
 
 
+def test_the_staging_gate_takes_the_index_word_not_a_record_file(db_url, second_db, workdir):
+    staging = deploy(second_db, None, env="staging")
+    assert staging.returncode == 0, staging.stderr
+    record = records(workdir, "staging")[-1]
+    original = record.read_bytes()
+    run_id = meta(record)["run_id"]
+    # the record edited after its run (one byte of its operator): it no longer counts
+    nb = json.loads(original)
+    nb["metadata"]["swrun"]["operator"] += "x"
+    record.write_text(json.dumps(nb))
+    blocked = deploy(db_url, None, env="production")
+    assert blocked.returncode == 9, blocked.stderr
+    line = error_line(blocked)
+    assert f"staging run {run_id}: its record " in line and "was edited after it was indexed" in line, line
+    assert current_revision(db_url) is None
+    # a copy dropped in under another name, the indexed one gone: not in the index, so no staging run
+    forged = record.with_name(record.name.replace(run_id, "f0f0f0f0f0f0"))
+    forged.write_bytes(original)
+    record.unlink()
+    blocked = deploy(db_url, None, env="production")
+    assert blocked.returncode == 9, blocked.stderr
+    assert f"staging run {run_id}: its record " in error_line(blocked) and "is missing" in error_line(blocked)
+    forged.unlink()
+    record.write_bytes(original)  # as indexed: the gate passes again
+    allowed = deploy(db_url, None, env="production")
+    assert allowed.returncode == 0, allowed.stderr
+    gate = next(g for g in step(records(workdir, "production")[-1], "guards")["data"]["gates"] if g["gate"] == "staging")
+    assert gate["result"] == "pass" and run_id in gate["detail"]
+
+
+def test_a_staging_record_the_index_never_had_does_not_pass_the_gate(db_url, second_db, workdir):
+    staging = deploy(second_db, None, env="staging")
+    assert staging.returncode == 0, staging.stderr
+    record = records(workdir, "staging")[-1]
+    (workdir / "reports" / "index.jsonl").rename(workdir / "elsewhere.jsonl")  # a store whose index lacks the run
+    blocked = deploy(db_url, None, env="production")
+    assert blocked.returncode == 9, blocked.stderr
+    line = error_line(blocked)
+    assert f"{record.relative_to(workdir)} claims one, but the record store's index has no such run" in line, line
+    assert current_revision(db_url) is None
+
+
 def test_a_changed_file_needs_staging_again_and_an_override_is_recorded(db_url, second_db, project_copy, workdir):
     assert deploy(second_db, project_copy, env="staging").returncode == 0
     add_revision(project_copy, "1a1a1a1a1a1a", HEAD, "op.execute('select 1')", "op.execute('select 1')", slug="noop")

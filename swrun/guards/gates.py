@@ -4,9 +4,10 @@
 gate               passes when                                                          override
 =================  ==================================================================  ===============
 never              no finding breaks one of the guide's NEVER rules (every env)         acknowledge ID
-staging            a successful staging deploy record of the same migration set         staging
-                   (same fingerprint: every revision file's name and sha256) reaching
-                   the same target
+staging            a successful staging deploy of the same migration set (same          staging
+                   fingerprint: every revision file's name and sha256) reaching the
+                   same target, as the record store's index has it, its record file
+                   unchanged since it was indexed
 danger             every ``danger`` finding is acknowledged                             acknowledge ID
 locks              no other session holds a lock on a table the pending SQL touches     locks
 long-transactions  no transaction open longer than the threshold                        long-transactions
@@ -22,6 +23,7 @@ A gate that blocks says why and what to do; an override is a runbook parameter
 
 from __future__ import annotations
 
+import hmac
 import json
 import shutil
 from dataclasses import dataclass
@@ -77,20 +79,60 @@ def apply_acknowledgements(findings: list[Finding], ids: Iterable[str]) -> list[
 
 
 def staging_record(reports_dir: Path, fingerprint: str, reached: Callable[[list[str]], bool] = lambda after: True,
-                   staging_env: str = STAGING) -> tuple[Path | None, dict | None]:
-    """The newest successful staging deploy record with this fingerprint whose final revision ``reached`` accepts."""
-    root = Path(reports_dir) / staging_env
+                   staging_env: str = STAGING) -> tuple[Path | None, dict | None, str]:
+    """The newest successful staging deploy of this migration set whose final revision ``reached``
+    accepts, as ``(record file, index entry, "")``; or ``(None, None, why)`` with the reason a
+    record that claims one does not count.
+
+    The index decides, not the files: a record file copied in, or edited after its run (a
+    failed staging run marked succeeded), does not pass the gate. An entry counts while its own
+    hash matches, its signature too when ``$SWRUN_RECORD_KEY`` is set, and its record file's
+    sha256 is the one indexed.
+    """
+    from .. import store
+
+    def wanted(e: dict) -> bool:
+        return (e.get("environment") == staging_env and e.get("runbook") == "deploy" and e.get("outcome") == "succeeded"
+                and e.get("fingerprint") == fingerprint and reached(list(e.get("revision_after") or [])))
+
+    reports_dir = Path(reports_dir)
+    entries = store.read_index(reports_dir).entries if reports_dir.is_dir() else []
+    key = store.record_key()
+    why = ""
+    for e in reversed(entries):  # appended as runs end: newest last
+        if not wanted(e):
+            continue
+        who = f"staging run {e.get('run_id')}"
+        if store.entry_hash(e) != e.get("hash"):
+            why = why or f"{who}: its index entry was edited"
+            continue
+        if key and not (e.get("mac") and hmac.compare_digest(store.entry_mac(e, key), str(e["mac"]))):
+            why = why or f"{who}: its index entry is not signed with this store's key (${store.KEY_ENV})"
+            continue
+        try:
+            path = store.record_file(reports_dir, e)
+            if store.file_sha256(path) == e.get("record_sha256"):
+                return path, e, ""
+            why = why or f"{who}: its record {e.get('record')} was edited after it was indexed"
+        except (store.StoreError, OSError):
+            why = why or f"{who}: its record {e.get('record')} is missing"
+    if not why:
+        why = _unindexed_claim(reports_dir / staging_env, wanted)
+    return None, None, why
+
+
+def _unindexed_claim(root: Path, wanted: Callable[[dict], bool]) -> str:
+    """A record file under ``root`` that claims what the index does not: named, to say why it does not count."""
     if not root.is_dir():
-        return None, None
+        return ""
     for path in sorted(root.rglob("*.ipynb"), key=lambda p: p.name, reverse=True):  # names start with the UTC time
         try:
             meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("swrun", {})
         except (OSError, ValueError):
             continue
-        if (meta.get("runbook") == "deploy" and meta.get("outcome") == "succeeded" and meta.get("fingerprint") == fingerprint
-                and reached(list(meta.get("revision_after") or []))):
-            return path, meta
-    return None, None
+        if wanted({**meta, "environment": meta.get("environment", root.name)}):
+            return f"{path} claims one, but the record store's index has no such run: the file was added or edited"
+    return ""
 
 
 # -- sessions -----------------------------------------------------------------------------------
@@ -151,13 +193,14 @@ def evaluate(*, environment: str, findings: list[Finding], overrides: list[str],
     target = list(target)
 
     # staging
-    path, meta = staging_record(reports_dir, fingerprint, reached, staging_env) if fingerprint else (None, None)
+    path, entry, why = staging_record(reports_dir, fingerprint, reached, staging_env) if fingerprint else (None, None, "")
     if path is not None:
-        gates.append(Gate("staging", "pass", f"staging run {meta.get('run_id')} succeeded with this migration set "
-                                             f"({meta.get('finished') or meta.get('started')}): {path}"))
+        gates.append(Gate("staging", "pass", f"staging run {entry.get('run_id')} succeeded with this migration set "
+                                             f"({entry.get('finished') or entry.get('started')}): {path}"))
     else:
         detail = (f"no successful {staging_env} deploy of this migration set (fingerprint {str(fingerprint)[:12]}...) "
-                  f"reaching {', '.join(target) or '<base>'} under {Path(reports_dir) / staging_env}")
+                  f"reaching {', '.join(target) or '<base>'} in the record store under {Path(reports_dir)}"
+                  + (f" ({why})" if why else ""))
         overridden = "staging" in overrides
         gates.append(Gate("staging", "overridden" if overridden else "blocked", detail,
                           "" if overridden else "deploy the same files to staging first: swrun deploy --env staging; "
