@@ -116,6 +116,19 @@ def _autocommit_residue(found: dict, at: str | None, project: Project, refs: dic
     return found == expected and refs[nxt]["enums"] != refs[at]["enums"]
 
 
+def rehearsal_copies(work: Path) -> list[str]:
+    """The rehearsal scratch databases on the embedded server the deploys rehearse on (``work/.swrun``)."""
+    status = embedded.EmbeddedServer(work / ".swrun").status()
+    if not status.running:
+        return []
+    engine = database.make_engine(database.normalize_url(status.url("postgres")))
+    try:
+        with engine.connect() as conn:
+            return list(conn.exec_driver_sql("select datname from pg_database where datname like 'swrun\\_rehearsal\\_%%'").scalars())
+    finally:
+        engine.dispose()
+
+
 def kernel_of(proc: psutil.Process) -> psutil.Process | None:
     for child in proc.children(recursive=True):
         if "ipykernel" in " ".join(child.cmdline()):
@@ -189,6 +202,9 @@ def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, r
         problems.append(f"the next deploy failed: {again.stderr.strip().splitlines()[-1:]}")
     elif snapshot(url)["version"] != list(project.heads):
         problems.append("the next deploy did not reach head")
+    left = rehearsal_copies(work)  # a killed rehearsal's copy: the next rehearsal (or the runner) removed it
+    if left:
+        problems.append(f"rehearsal copies left: {', '.join(left)}")
     server.drop_database(name)
     what = f"killed {victim} after {delay:.1f}s" if killed else f"finished before the kill ({delay:.1f}s)"
     print(f"trial {i:3d}: {what:<34} at {','.join(state['version']) or '<base>':<14} "
