@@ -117,8 +117,9 @@ def _autocommit_residue(found: dict, at: str | None, project: Project, refs: dic
 
 
 def rehearsal_copies(work: Path) -> list[str]:
-    """The rehearsal scratch databases on the embedded server the deploys rehearse on (``work/.swrun``)."""
-    status = embedded.EmbeddedServer(work / ".swrun").status()
+    """The rehearsal scratch databases on the embedded server the deploys rehearse on: as swrun
+    picks it for a run started in ``work``, ``$SWRUN_HOME`` or ``work/.swrun``."""
+    status = embedded.EmbeddedServer(os.environ.get("SWRUN_HOME") or work / ".swrun").status()
     if not status.running:
         return []
     engine = database.make_engine(database.normalize_url(status.url("postgres")))
