@@ -114,8 +114,10 @@ def staging_record(reports_dir: Path, fingerprint: str, reached: Callable[[list[
             if store.file_sha256(path) == e.get("record_sha256"):
                 return path, e, ""
             why = why or f"{who}: its record {e.get('record')} was edited after it was indexed"
-        except (store.StoreError, OSError):
+        except FileNotFoundError:
             why = why or f"{who}: its record {e.get('record')} is missing"
+        except (store.StoreError, OSError) as exc:  # a path outside the reports directory, unreadable
+            why = why or f"{who}: its record cannot be read: {exc}"
     if not why:
         why = _unindexed_claim(reports_dir / staging_env, wanted)
     return None, None, why
