@@ -28,6 +28,7 @@ import os
 from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -68,6 +69,7 @@ def entry_mac(entry: dict, key: str) -> str:
     return hmac.new(key.encode(), canonical(entry), hashlib.sha256).hexdigest()
 
 
+@lru_cache(maxsize=8)  # asked once per index entry by entry_faults
 def key_id(key: str) -> str:
     """Names a key without revealing it: which key signed an entry, for verify's messages."""
     return hmac.new(key.encode(), b"swrun record key id", hashlib.sha256).hexdigest()[:12]
@@ -598,22 +600,31 @@ def verify(reports_dir: Path, *, key: str | None = None, database_url: str | Non
     return report
 
 
+def entry_faults(e: dict, key: str | None) -> list[str]:
+    """Why an index entry cannot be trusted, as ``edited``, ``unsigned``, ``other-key`` or
+    ``bad-signature`` (the last three only with ``key``); empty when it can."""
+    faults = ["edited"] if entry_hash(e) != e.get("hash") else []
+    if key:
+        if not e.get("mac"):
+            faults.append("unsigned")
+        elif e.get("key_id") != key_id(key):
+            faults.append("other-key")
+        elif not hmac.compare_digest(entry_mac(e, key), str(e["mac"])):
+            faults.append("bad-signature")
+    return faults
+
+
 def _check_entries(entries: list[dict], key: str | None, report: VerifyReport) -> None:
     kid = key_id(key) if key else None
     seen: dict[str, dict] = {}
     for e in entries:
-        if entry_hash(e) != e["hash"]:
-            report.problems.append(Problem("edited", f"{_who(e)}: the index entry was edited (its hash does not match its content)",
-                                           e["run_id"], e["_line"]))
-        if key:
-            if not e.get("mac"):
-                report.problems.append(Problem("unsigned", f"{_who(e)}: not signed (indexed without ${KEY_ENV})", e["run_id"], e["_line"]))
-            elif e.get("key_id") != kid:
-                report.problems.append(Problem("bad-signature", f"{_who(e)}: signed with another key (key id {e.get('key_id')}, yours {kid})",
-                                               e["run_id"], e["_line"]))
-            elif not hmac.compare_digest(entry_mac(e, key), str(e["mac"])):
-                report.problems.append(Problem("bad-signature", f"{_who(e)}: the signature does not match: the entry was rewritten",
-                                               e["run_id"], e["_line"]))
+        for fault in entry_faults(e, key):
+            text = {"edited": "the index entry was edited (its hash does not match its content)",
+                    "unsigned": f"not signed (indexed without ${KEY_ENV})",
+                    "other-key": f"signed with another key (key id {e.get('key_id')}, yours {kid})",
+                    "bad-signature": "the signature does not match: the entry was rewritten"}[fault]
+            kind = "bad-signature" if fault == "other-key" else fault
+            report.problems.append(Problem(kind, f"{_who(e)}: {text}", e["run_id"], e["_line"]))
         first = seen.setdefault(e["run_id"], e)
         if first is not e:
             report.problems.append(Problem("duplicate", f"{_who(e)}: run id already indexed at line {first['_line']}",

@@ -23,7 +23,6 @@ A gate that blocks says why and what to do; an override is a runbook parameter
 
 from __future__ import annotations
 
-import hmac
 import json
 import shutil
 from dataclasses import dataclass
@@ -103,11 +102,10 @@ def staging_record(reports_dir: Path, fingerprint: str, reached: Callable[[list[
         if not wanted(e):
             continue
         who = f"staging run {e.get('run_id')}"
-        if store.entry_hash(e) != e.get("hash"):
-            why = why or f"{who}: its index entry was edited"
-            continue
-        if key and not (e.get("mac") and hmac.compare_digest(store.entry_mac(e, key), str(e["mac"]))):
-            why = why or f"{who}: its index entry is not signed with this store's key (${store.KEY_ENV})"
+        faults = store.entry_faults(e, key)
+        if faults:
+            why = why or (f"{who}: its index entry was edited" if "edited" in faults
+                          else f"{who}: its index entry is not signed with this store's key (${store.KEY_ENV})")
             continue
         try:
             path = store.record_file(reports_dir, e)

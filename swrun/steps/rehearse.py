@@ -529,8 +529,7 @@ def drop_leftover(ctx: RunContext, run_id: str, on: str = "embedded") -> bool:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             if not conn.execute(sa.text("select count(*) from pg_database where datname = :n"), {"n": name}).scalar():
                 return False
-            conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
-            return True
+            return _drop_database(conn, name)
     finally:
         engine.dispose()
 
