@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .config import RunContext
 from .errors import SwrunError
-from .steps.base import MIME_TYPE, StepResult
+from .result import MIME_TYPE, StepResult
 
 DEPLOY_STEPS = ("preflight", "status", "preview", "guards", "backup", "rehearse", "upgrade", "verify", "watch")
 # read-only steps whose failure the guards step explains (a deleted or renamed file): it runs after them anyway

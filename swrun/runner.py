@@ -146,7 +146,7 @@ class _Progress:
 
 def step_results(cells) -> dict[str, dict]:
     """The structured results the cells displayed under swrun's MIME type, by step."""
-    from .steps.base import MIME_TYPE
+    from .result import MIME_TYPE
 
     found: dict[str, dict] = {}
     for cell in cells:

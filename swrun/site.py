@@ -50,7 +50,7 @@ def _for_people(nb):
     metadata["swrun"]); nbconvert would show their text fallback as noise."""
     import copy
 
-    from .steps.base import MIME_TYPE
+    from .result import MIME_TYPE
 
     nb = copy.deepcopy(nb)
     for cell in nb.cells:

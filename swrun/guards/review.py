@@ -20,7 +20,7 @@ from ..config import RunContext
 from ..database import connect, explain_connect_error, scrub
 from ..errors import ProjectError, StateError, SwrunError, UsageError
 from ..migrations import Project, _alembic_errors
-from ..steps.base import StepResult, Timer
+from ..result import StepResult, Timer
 from . import count, enums, frame, lint
 from .enums import EnumChange
 

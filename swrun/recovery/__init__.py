@@ -12,5 +12,5 @@
 * :mod:`.scratch` - throwaway databases built from the migrations, and schema comparison.
 * :mod:`.steps` - how the recovery runbooks' cells call all of the above.
 
-Each function returns a :class:`~swrun.steps.base.StepResult`; none knows about notebooks.
+Each function returns a :class:`~swrun.result.StepResult`; none knows about notebooks.
 """

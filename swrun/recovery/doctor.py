@@ -34,7 +34,7 @@ from ..database import connect
 from ..errors import SwrunError
 from ..guards import ledger
 from ..migrations import Project
-from ..steps.base import StepResult, Timer
+from ..result import StepResult, Timer
 from . import history, scratch
 
 CASES = {

@@ -36,7 +36,7 @@ from ..database import connect
 from ..errors import StateError, UsageError
 from ..guards import count as count_findings, frame as findings_frame, lint
 from ..migrations import Project
-from ..steps.base import StepResult, Timer
+from ..result import StepResult, Timer
 
 PROCEDURE = ("1. create a new enum type", "2. add a new column with the new type",
              "3. migrate data from the old column to the new column", "4. drop the old column",

@@ -16,7 +16,7 @@ from ..config import RunContext
 from ..database import migration_lock
 from ..errors import UsageError
 from ..guards import ledger
-from ..steps.base import StepResult, Timer
+from ..result import StepResult, Timer
 from ..steps.upgrade import baseline
 
 DEVELOPMENT = ("development", "dev", "test", "local")

@@ -25,7 +25,7 @@ from ..errors import StateError, SwrunError, UsageError
 from ..guards import lint
 from ..migrations import Project
 from ..steps import upgrade, verify as verify_step
-from ..steps.base import StepResult, Timer
+from ..result import StepResult, Timer
 
 
 def _down_revisions(project: Project, rev: str) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from ..database import connect, migration_lock
 from ..errors import StateError, UsageError
 from ..guards import ledger
 from ..migrations import Project, _alembic_errors
-from ..steps.base import StepResult, Timer
+from ..result import StepResult, Timer
 from . import scratch
 
 

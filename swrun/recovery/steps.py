@@ -8,7 +8,7 @@ The runbooks (rollback, stamp, doctor, start_fresh, enum_change) also use the de
 from __future__ import annotations
 
 from ..notebook import Runbook, register
-from ..steps.base import StepResult
+from ..result import StepResult
 from . import doctor, enum_change, fresh, rollback, stamp
 
 

@@ -24,7 +24,7 @@ from ..config import RunContext
 from ..database import connect, scrub
 from ..errors import BackupError
 from ..migrations import file_sha256
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 
 def libpq_args(url: URL) -> tuple[list[str], dict[str, str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import activity
 from ..notebook import Runbook, register, rehearsal_overridden
 from . import backup, guards, preflight, preview, rehearse, status, upgrade, verify, watch
-from .base import StepResult
+from ..result import StepResult
 
 
 @register("preflight")

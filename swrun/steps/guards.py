@@ -23,7 +23,7 @@ from ..database import connect
 from ..errors import SwrunError
 from ..guards import Finding, count, enums, frame, gates, ledger, lint, parse_ids
 from ..migrations import Project
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 
 def run(ctx: RunContext, target: str = "head", *, status: StepResult | None = None, preview: StepResult | None = None,

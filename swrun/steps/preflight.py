@@ -17,7 +17,7 @@ import pandas as pd
 from .. import activity
 from ..config import RunContext
 from ..database import connect, server_facts
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 
 def run(ctx: RunContext, backup_dir: Path | None = None, activity_seconds: float = 1.0) -> StepResult:

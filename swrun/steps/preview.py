@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..config import RunContext
 from ..guards import count, frame, lint
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 
 def run(ctx: RunContext, target: str = "head", current: tuple[str, ...] | None = None, out_dir: Path | None = None,

@@ -48,7 +48,7 @@ from ..database import connect, identity, make_engine, normalize_url, scrub
 from ..errors import MigrationFailed, StateError, SwrunError, UsageError
 from . import verify
 from .backup import libpq_args
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 PLACES = ("embedded", "target")
 # PostgreSQL's table lock modes, weakest first

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..config import RunContext
 from ..errors import StateError
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 
 def run(ctx: RunContext, target: str = "head") -> StepResult:

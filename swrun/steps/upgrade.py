@@ -18,7 +18,7 @@ from ..config import RunContext
 from ..database import connect, migration_lock
 from ..errors import MigrationFailed
 from ..guards import ledger
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 
 def baseline(ctx: RunContext) -> dict:

@@ -17,7 +17,7 @@ import pandas as pd
 from .. import schema
 from ..config import RunContext
 from ..database import connect
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 
 def run(ctx: RunContext, target: str = "head", baseline: dict | None = None, check_command: str | None = None) -> StepResult:

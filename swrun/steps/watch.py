@@ -21,7 +21,7 @@ import pandas as pd
 
 from .. import activity
 from ..config import RunContext
-from .base import StepResult, Timer
+from ..result import StepResult, Timer
 
 LABELS = {
     "xact_rollback": "rollbacks",

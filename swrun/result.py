@@ -1,4 +1,4 @@
-"""The result every checklist step returns: a short text, tables, and a JSON-able dict."""
+"""The result every step (checklist, guard, recovery) returns: a short text, tables, and a JSON-able dict."""
 
 from __future__ import annotations
 
