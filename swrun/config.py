@@ -57,7 +57,14 @@ class RunContext:
     def project(self) -> "Project":
         from .migrations import Project  # Alembic stays off the runner's start-up path
 
-        return Project.load(self.project_path)
+        from .database import project_driver
+
+        project = Project.load(self.project_path)
+        # the driver of the URL as given (asyncpg, psycopg) is the project's env.py's; read without
+        # starting the embedded server (whose URL names no driver)
+        given = self.database_url if self.database_url is not None else os.environ.get(URL_ENV)
+        project.driver = project_driver(given)
+        return project
 
     @cached_property
     def given_url(self) -> str:

@@ -22,7 +22,10 @@ from .errors import DatabaseError, LockTimeout, UsageError
 DRIVER = "postgresql+psycopg2"
 # postgres:// is what Heroku-style platforms hand out; postgresql:// maps to psycopg 3 in
 # SQLAlchemy 2.1, which swrun does not depend on, so both are pinned to psycopg2.
-_ACCEPTED_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2"}
+# A project's own driver (an async env.py needs asyncpg) is kept for its env.py
+# (Project.env_url); swrun's own connections still use psycopg2 to the same server.
+PROJECT_DRIVERS = ("postgresql+asyncpg", "postgresql+psycopg")
+_ACCEPTED_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2", *PROJECT_DRIVERS}
 CONNECT_TIMEOUT_S = 10
 
 
@@ -41,9 +44,32 @@ def normalize_url(url: str | URL) -> URL:
     if parsed.drivername not in _ACCEPTED_SCHEMES:
         raise UsageError(
             f"unsupported database URL scheme {parsed.drivername!r}",
-            hint="use postgresql:// or postgresql+psycopg2://",
+            hint="use postgresql://, postgresql+psycopg2://, postgresql+psycopg:// or postgresql+asyncpg://",
         )
     return parsed.set(drivername=DRIVER)
+
+
+def project_driver(url: str | URL | None) -> str | None:
+    """The driver a URL names for the project's env.py (asyncpg, psycopg), or None: swrun's psycopg2."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url((url or "").strip())
+    except Exception:
+        return None
+    return parsed.drivername if parsed.drivername in PROJECT_DRIVERS else None
+
+
+_DURATION = re.compile(r"^\d{1,9}(\.\d{1,6})?\s?(us|ms|s|min|h|d)?$")
+
+
+def check_duration(name: str, value) -> str:
+    """A PostgreSQL duration (``lock_timeout``, ``statement_timeout``): digits and a unit, nothing else.
+
+    Used in SQL only as a bound value of ``set_config``; checked so a bad one is a usage error."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text is None or len(text) > 24 or not _DURATION.match(text):
+        shown = repr(value)[:40]
+        raise UsageError(f"{name} must be a PostgreSQL duration such as 10s, 500ms or 2min, not {shown}")
+    return text
 
 
 def redact(url: str | URL) -> str:

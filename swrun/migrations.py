@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import exc as sa_exc
@@ -43,7 +42,11 @@ def _alembic_errors():
 
 @dataclass
 class AppliedRevision:
-    """One revision applied (or rendered) by :func:`Project.apply` / :func:`Project.offline_sql`."""
+    """One revision applied (or rendered) by :func:`Project.apply` / :func:`Project.offline_sql`.
+
+    ``offline_error``: why this revision has no offline SQL (the rest of the range still rendered);
+    ``where``: the migration file and line that raised it.
+    """
 
     revision: str
     down_revision: tuple[str, ...]
@@ -51,6 +54,8 @@ class AppliedRevision:
     direction: str
     seconds: float
     sql: str = ""
+    offline_error: str | None = None
+    where: str | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -59,55 +64,9 @@ class AppliedRevision:
             "description": self.description,
             "direction": self.direction,
             "seconds": round(self.seconds, 4),
+            "offline_error": self.offline_error,
+            "where": self.where,
         }
-
-
-def _swrun_environment(cfg: Config, script: ScriptDirectory, options: dict, **kw) -> EnvironmentContext:
-    """An EnvironmentContext whose configure() adds swrun's options to what env.py asks for.
-
-    The wrapper is set on the instance, so the ``alembic.context`` proxy that env.py
-    calls picks it up; env.py itself runs unchanged.
-    """
-    env = EnvironmentContext(cfg, script, **kw)
-    original = env.configure
-    lock_timeout = options.get("lock_timeout")
-    on_revision = options.get("on_revision")
-    expect_database = options.get("expect_database")
-
-    def configure(connection=None, **opts):
-        opts.setdefault("transaction_per_migration", True)
-        if connection is not None and expect_database:
-            # an env.py that reads its own URL (not sqlalchemy.url) would migrate another database
-            opened_here = not connection.in_transaction()
-            found = connection.exec_driver_sql("select current_database()").scalar()
-            if opened_here:
-                connection.commit()
-            if found != expect_database:
-                raise StateError(f"the project's env.py connected to database {found!r}, not {expect_database!r}: it does "
-                                 "not use the URL swrun passes (sqlalchemy.url); nothing was run there")
-        if on_revision is not None:
-            # Alembic calls these after each revision's SQL, inside its transaction, before the commit
-            given = opts.get("on_version_apply") or ()
-            given = (given,) if callable(given) else tuple(given)
-            opts["on_version_apply"] = (*given, lambda ctx, step, heads, run_args: on_revision(ctx, step))
-        if connection is not None and lock_timeout:
-            # SET is session-wide; commit it unless env.py has already opened its own transaction.
-            opened_here = not connection.in_transaction()
-            connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
-            # each revision's commit need not wait for its WAL flush (the wait is most of a small
-            # revision's time, and its locks are held through it): a crash can lose only whole
-            # revisions, the last ones, never part of one. apply() makes them durable before it returns.
-            connection.exec_driver_sql("SET synchronous_commit = off")
-            if (connection.dialect.server_version_info or (0,)) >= (14,):
-                # if swrun dies mid-revision, the server aborts the revision within a second
-                # instead of holding its locks until the statement ends
-                connection.exec_driver_sql("SET client_connection_check_interval = '1s'")
-            if opened_here:
-                connection.commit()
-        return original(connection=connection, **opts)
-
-    env.configure = configure
-    return env
 
 
 @dataclass
@@ -232,7 +191,8 @@ class Project:
         if target == "head" and len(self.heads) > 1:
             raise StateError(
                 f"the project has {len(self.heads)} heads ({', '.join(self.heads)}); 'head' is ambiguous",
-                hint=f"merge them: alembic merge -m 'merge heads' {' '.join(self.heads)}",
+                hint=f"name the target (--to heads, --to <label>@head or a revision), or merge them: "
+                     f"alembic merge -m 'merge heads' {' '.join(self.heads)}",
             )
         try:
             return tuple(r.revision for r in self.script.get_revisions(target) if r is not None)
@@ -268,19 +228,50 @@ class Project:
                          "(the guide: NEVER delete migration files)",
                 )
 
-    def pending(self, current: Iterable[str], target: str = "head") -> list[str]:
-        """Revisions an upgrade from ``current`` to ``target`` would apply, base first."""
+    def plan(self, current: Iterable[str], target: str, direction: str = "upgrade") -> list:
+        """Alembic's own steps from ``current`` to ``target``, in the order it runs them
+        (``ScriptDirectory._upgrade_revs`` / ``_downgrade_revs``, as ``alembic upgrade|downgrade`` plans)."""
         current = tuple(current)
         self.check_current(current)
-        wanted = self.ancestors(self.resolve(target))
-        return self.topo_order(wanted - self.ancestors(current))
+        if direction == "upgrade":
+            self.resolve(target)
+            planner = self.script._upgrade_revs
+        elif direction == "downgrade":
+            planner = self.script._downgrade_revs
+        else:
+            raise UsageError(f"unknown direction {direction!r}")
+        try:
+            return list(planner(target, current))
+        except _alembic_errors() as exc:
+            at = ", ".join(current) or "<base>"
+            raise StateError(f"cannot {direction} from {at} to {target!r}: {' '.join(str(exc).split())}") from None
+
+    def pending(self, current: Iterable[str], target: str = "head") -> list[str]:
+        """Revisions an upgrade from ``current`` to ``target`` would apply, in Alembic's order."""
+        return [step.revision.revision for step in self.plan(current, target, "upgrade")]
 
     def to_downgrade(self, current: Iterable[str], target: str) -> list[str]:
-        """Revisions a downgrade from ``current`` to ``target`` would undo, newest first."""
+        """Revisions a downgrade from ``current`` to ``target`` would undo, in Alembic's order (newest first);
+        a branch's rollback counts only that branch's revisions."""
+        return [step.revision.revision for step in self.plan(current, target, "downgrade")]
+
+    def is_behind(self, current: Iterable[str], target: str) -> bool:
+        """``target`` is below the database's revision: reaching it is a rollback, not a deploy."""
         current = tuple(current)
-        self.check_current(current)
-        keep = self.ancestors(self.resolve(target))
-        return list(reversed(self.topo_order(self.ancestors(current) - keep)))
+        wanted = self.resolve(target)
+        if not current or set(wanted) <= set(current):
+            return False
+        below = self.ancestors(current)
+        return all(rev in below and rev not in current for rev in wanted) if wanted else True
+
+    def heads_by_label(self) -> dict[str, list[str]]:
+        """Each branch label's heads (``<label>@head``), for status."""
+        labels = sorted({label for script in self.revisions.values() for label in (script.branch_labels or ())})
+        found: dict[str, list[str]] = {}
+        for label in labels:
+            with contextlib.suppress(*_alembic_errors()):
+                found[label] = sorted(r.revision for r in self.script.get_revisions(f"{label}@heads") if r is not None)
+        return found
 
     def file_of(self, rev: str) -> Path:
         return Path(self.revisions[rev].path)
@@ -332,16 +323,54 @@ class Project:
             raise ProjectError(f"cannot load the models' metadata {spec!r}: {type(exc).__name__}: {exc}") from None
         return obj
 
-    # -- running env.py -----------------------------------------------------------------
+    # -- running env.py (swrun/runtime.py) -------------------------------------------------
+    driver: str | None = field(default=None, repr=False)  # the project's own driver, from the URL given
+
+    def env_url(self, url: URL) -> URL:
+        """``url`` as env.py gets it: with the project's driver (the given URL's, else the ini's
+        ``sqlalchemy.url``'s when it is a PostgreSQL one), swrun's own connections keep psycopg2."""
+        from .database import PROJECT_DRIVERS
+
+        driver = self.driver
+        if driver is None:
+            with contextlib.suppress(Exception):
+                from sqlalchemy.engine import make_url
+
+                ini = make_url(self._base_config.get_main_option("sqlalchemy.url") or "")
+                driver = ini.drivername if ini.drivername in PROJECT_DRIVERS else None
+        return url.set(drivername=driver) if driver else url
+
+    @property
+    def version_table(self) -> tuple[str, str | None]:
+        """(table, schema) of the version table, as env.py configured it in the last run (Alembic's default before)."""
+        return getattr(self, "_version_table", ("alembic_version", None))
+
     def _run_env(self, url: URL | None, fn: Callable, *, as_sql: bool = False, buffer=None,
-                 starting_rev: str | None = None, destination_rev: str | None = None, dont_mutate: bool = False,
+                 starting_rev=None, destination_rev: str | None = None, dont_mutate: bool = False,
                  lock_timeout: str | None = None, on_revision: Callable | None = None,
-                 expect_database: str | None = None) -> None:
-        cfg = self.config(url, buffer=buffer)
-        options = {"lock_timeout": lock_timeout, "on_revision": on_revision, "expect_database": expect_database}
-        with _swrun_environment(cfg, self.script, options, fn=fn, as_sql=as_sql,
-                                starting_rev=starting_rev, destination_rev=destination_rev, dont_mutate=dont_mutate):
-            self.script.run_env()
+                 expect_database: str | None = None, capture: list | None = None) -> None:
+        """One run of env.py through swrun's runner (identity check included, always).
+        ``expect_database``: kept for old callers; the check no longer depends on it."""
+        from . import runtime
+
+        options = runtime.Options(lock_timeout=lock_timeout, on_revision=on_revision, capture=capture,
+                                  current_revision=lambda: self._running)
+        seen = runtime.run_env(self, url, fn, as_sql=as_sql, buffer=buffer, starting_rev=starting_rev,
+                               destination_rev=destination_rev, dont_mutate=dont_mutate, options=options)
+        self._version_table = (seen.version_table, seen.version_table_schema)
+
+    _running: str | None = None
+
+    def _env_failure(self, exc: BaseException, url: URL | None, doing: str) -> Exception:
+        from . import runtime
+
+        if isinstance(exc, sa_exc.OperationalError) and url is not None:
+            from .database import explain_connect_error
+
+            return explain_connect_error(exc, url)
+        if isinstance(exc, _alembic_errors()):
+            return StateError(f"cannot {doing}: {' '.join(str(exc).split())}")
+        return runtime.env_error(self, exc, url, doing)
 
     def current(self, url: URL) -> tuple[str, ...]:
         """The database's revision(s), read through env.py exactly as ``alembic current`` does."""
@@ -353,11 +382,14 @@ class Project:
 
         try:
             self._run_env(url, read, dont_mutate=True)
-        except sa_exc.OperationalError as exc:
-            from .database import explain_connect_error
-
-            raise explain_connect_error(exc, url) from None
+        except Exception as exc:
+            raise self._env_failure(exc, url, "reading the database's revision") from None
         return found[0] if found else ()
+
+    def _where(self, exc: BaseException) -> tuple[str, int] | None:
+        from . import runtime
+
+        return runtime.frame_in(exc, self.version_dirs())
 
     def _timed(self, plan: Callable, sink: list, direction: str, buffer: io.StringIO | None):
         """Wrap Alembic's migration function to time each revision, commit included."""
@@ -366,25 +398,31 @@ class Project:
             for step in plan(rev, context):
                 start, mark = time.perf_counter(), buffer.tell() if buffer else 0
                 sink.append(("running", step))
+                self._running = self._step_revision(step)
                 yield step  # Alembic runs the revision and commits before asking for the next
                 sink[-1] = ("done", step)
                 rev_id = self._step_revision(step)
                 sql = buffer.getvalue()[mark:] if buffer else ""
                 self._timings.append(AppliedRevision(rev_id, self._parents(self.revisions[rev_id]), self.description(rev_id),
                                                      direction, time.perf_counter() - start, sql))
+            self._running = None
 
         return fn
 
     def apply(self, url: URL, target: str = "head", *, direction: str = "upgrade", lock_timeout: str | None = "10s",
               on_revision: Callable | None = None, expect_database: str | None = None,
-              durable: bool = True) -> list[AppliedRevision]:
+              durable: bool = True, capture: list | None = None) -> list[AppliedRevision]:
         """Upgrade or downgrade to ``target`` online; returns each revision with its time.
 
-        On failure raises MigrationFailed naming the revision; the revisions before it
-        stay applied (one transaction per revision). ``on_revision(migration_context, step_info)``
+        Before any migration runs, the connection env.py configures must be the database of
+        ``url`` (StateError otherwise: nothing ran). On failure raises MigrationFailed naming
+        the revision and its file:line (``.file``, ``.line``); the revisions before it stay
+        applied (one transaction per revision). ``on_revision(migration_context, step_info)``
         runs inside each revision's transaction, after its SQL and before its commit;
-        ``expect_database``: refuse (before any SQL) when env.py connects to another database;
-        ``durable=False``: return without waiting for the revisions' commits to reach disk (a scratch copy).
+        ``capture``: a list that gets ``{"revision", "sql"}`` for every statement executed on the
+        migrating connection (parameters never inlined); ``durable=False``: return without
+        waiting for the revisions' commits to reach disk (a scratch copy).
+        ``expect_database`` is accepted and ignored: the identity check is unconditional.
         """
         if direction == "upgrade":
             self.resolve(target)
@@ -396,28 +434,38 @@ class Project:
                 return self.script._downgrade_revs(target, rev)
         else:
             raise UsageError(f"unknown direction {direction!r}")
+        if lock_timeout:
+            from .database import check_duration
+
+            lock_timeout = check_duration("lock_timeout", lock_timeout)
         self._timings = []
         sink: list = []
         try:
             try:
                 self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target, lock_timeout=lock_timeout,
-                              on_revision=on_revision, expect_database=expect_database)
+                              on_revision=on_revision, capture=capture)
             finally:
+                self._running = None
                 if durable and lock_timeout and sink:
                     _durable(url)
         except Exception as exc:
-            if isinstance(exc, StateError) and expect_database and not sink:
-                raise
             failed = next((self._step_revision(step) for state, step in reversed(sink) if state == "running"), None)
-            if isinstance(exc, _alembic_errors()) and failed is None:
-                raise StateError(f"cannot {direction} to {target!r}: {exc}") from None
+            if failed is None:
+                if isinstance(exc, MigrationFailed):
+                    raise
+                raise self._env_failure(exc, url, f"planning the {direction} to {target!r}") from None
             from .database import scrub
 
-            message = scrub(" ".join(str(getattr(exc, "orig", None) or exc).split()), url)
-            raise MigrationFailed(
-                f"revision {failed or '?'} failed during {direction}: {type(getattr(exc, 'orig', None) or exc).__name__}: {message[:400]}",
+            at = self._where(exc)
+            inner = getattr(exc, "orig", None) or exc
+            message = scrub(" ".join(str(inner).split()), url)
+            where = f" ({Path(at[0]).name}:{at[1]})" if at else f" ({self.file_of(failed).name})"
+            err = MigrationFailed(
+                f"revision {failed}{where} failed during {direction}: {type(inner).__name__}: {message[:400]}",
                 revision=failed,
-            ) from exc
+            )
+            err.file, err.line = (at[0], at[1]) if at else (str(self.file_of(failed)), None)
+            raise err from exc
         return list(self._timings)
 
     @staticmethod
@@ -425,28 +473,54 @@ class Project:
         rev = getattr(step, "revision", None)
         return getattr(rev, "revision", None)
 
-    def offline_sql(self, url: URL, current: tuple[str, ...], target: str = "head") -> list[AppliedRevision]:
-        """The SQL of exactly the pending range ``current:target``, split per revision."""
-        if len(current) > 1:
-            raise StateError("the database has several current heads; preview each branch separately")
-        starting = current[0] if current else None
-        self.resolve(target)
-        buffer = io.StringIO()
+    def offline_sql(self, url: URL, current: tuple[str, ...], target: str = "head", *,
+                    direction: str = "upgrade") -> list[AppliedRevision]:
+        """The SQL of exactly the range ``current:target``, split per revision, best-effort.
 
-        def plan(rev, context):
-            return self.script._upgrade_revs(target, rev)
+        A revision that cannot render offline (it reads query results, binds an ORM Session,
+        has a literal with no renderer...) gets ``offline_error`` and ``where`` instead of SQL,
+        and rendering goes on after it: one bad revision costs one more env.py run.
+        ``direction="downgrade"``: what ``alembic downgrade --sql current:target`` renders.
+        """
+        from .database import scrub
 
-        self._timings = []
-        try:
-            self._run_env(url, self._timed(plan, [], "upgrade", buffer), as_sql=True, buffer=buffer,
-                          starting_rev=starting, destination_rev=target)
-        except _alembic_errors() as exc:
-            raise StateError(f"cannot render SQL for {starting or 'base'}:{target}: {exc}") from None
-        revisions = list(self._timings)
-        if revisions:
-            # the preamble (version table creation, BEGIN) belongs to the first revision
-            first_mark = buffer.getvalue().find(revisions[0].sql) if revisions[0].sql else 0
-            revisions[0].sql = buffer.getvalue()[:first_mark] + revisions[0].sql
+        current = tuple(current)
+        steps = self.plan(current, target, direction)
+        heads = list(current)
+        revisions: list[AppliedRevision] = []
+        while steps:
+            buffer, sink, todo = io.StringIO(), [], list(steps)
+            self._timings = []
+            try:
+                self._run_env(url, self._timed(lambda rev, context: todo, sink, direction, buffer), as_sql=True,
+                              buffer=buffer, starting_rev=list(heads) or None, destination_rev=target)
+                failure = None
+            except Exception as exc:
+                failure = exc
+            rendered = list(self._timings)
+            if rendered:
+                # the preamble (version table creation, BEGIN) belongs to the first revision of the run
+                first_mark = buffer.getvalue().find(rendered[0].sql) if rendered[0].sql else 0
+                rendered[0].sql = buffer.getvalue()[:first_mark] + rendered[0].sql
+            revisions.extend(rendered)
+            for step in steps[:len(rendered)]:
+                heads = [h for h in heads if h not in step.from_revisions] + list(step.to_revisions)
+            steps = steps[len(rendered):]
+            if failure is None:
+                break
+            running = next((step for state, step in reversed(sink) if state == "running"), None)
+            if running is None or not steps:
+                raise self._env_failure(failure, url, f"rendering SQL for {', '.join(current) or 'base'}:{target}") from None
+            rev = self._step_revision(running)
+            at = self._where(failure)
+            inner = getattr(failure, "orig", None) or failure
+            reason = scrub(f"{type(inner).__name__}: {' '.join(str(inner).split())}", url)[:300]
+            revisions.append(AppliedRevision(rev, self._parents(self.revisions[rev]), self.description(rev), direction, 0.0,
+                                             "", offline_error=reason,
+                                             where=f"{at[0]}:{at[1]}" if at else str(self.file_of(rev))))
+            heads = [h for h in heads if h not in running.from_revisions] + list(running.to_revisions)
+            steps = steps[1:]
+        self._timings = list(revisions)
         return revisions
 
 
