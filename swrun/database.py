@@ -12,11 +12,13 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Iterator
+from urllib.parse import unquote, unquote_plus
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 
+from . import redaction
 from .errors import DatabaseError, LockTimeout, UsageError
 
 DRIVER = "postgresql+psycopg2"
@@ -40,7 +42,9 @@ def normalize_url(url: str | URL) -> URL:
         try:
             parsed = make_url(text)
         except Exception:
-            raise UsageError(f"cannot parse the database URL {redact_text(text)!r}") from None
+            raise _unparseable(text, _why_unparseable(text)) from None
+        _check_shape(text, parsed)
+    redaction.for_url(parsed)  # remembered: the CLI's last line and the runner's progress scrub with it
     if parsed.drivername not in _ACCEPTED_SCHEMES:
         raise UsageError(
             f"unsupported database URL scheme {parsed.drivername!r}",
@@ -72,26 +76,89 @@ def check_duration(name: str, value) -> str:
     return text
 
 
+_UNPARSEABLE = "cannot parse the database URL (its text is not shown: it may hold a password)"
+_SHAPE = "postgresql://<user>:<password>@<host>:<port>/<database>"
+
+
+def _unparseable(text: str, why: str = "") -> UsageError:
+    """The error for a URL swrun will not use; the text is never echoed, and what looks like its
+    password is remembered, in case something else prints it."""
+    redaction.remember(v for v in _password_like(text) if len(v) >= 3)  # a guess: too short, it would blot the message
+    return UsageError(f"{why or _UNPARSEABLE}", hint=f"expected {_SHAPE}")
+
+
+def _password_like(text: str) -> set[str]:
+    found = set()
+    netloc = text.split("://", 1)[1] if "://" in text else text
+    if "@" in netloc.split("?", 1)[0]:
+        userinfo = netloc.split("?", 1)[0].rsplit("@", 1)[0]
+        if ":" in userinfo:
+            found.add(userinfo.split(":", 1)[1])
+            found.add(unquote(userinfo.split(":", 1)[1]))
+    for match in re.finditer(r"(?:^|[?&\s])password=([^&\s]*)", text):
+        found |= {match.group(1), unquote_plus(match.group(1))}
+    return {v for v in found if v}
+
+
+def _check_shape(text: str, parsed: URL) -> None:
+    """One host and a numeric port: libpq's multi-host lists and failover are refused, not half-used."""
+    netloc = _netloc(text)
+    hosts = parsed.query.get("host")
+    if "," in netloc or isinstance(hosts, tuple) or "," in str(hosts or ""):
+        raise _unparseable(text, "the database URL names several hosts: swrun migrates one server at a time")
+    if "@" in str(parsed.host or "") or "@" in str(parsed.username or ""):
+        raise _unparseable(text, _UNPARSEABLE + "; an @ in the password must be written %40")
+    ports = parsed.query.get("port")
+    if isinstance(ports, tuple):
+        raise _unparseable(text, "the database URL names several ports")
+    port = parsed.port if parsed.port is not None else ports
+    if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
+        raise _unparseable(text, "the database URL's port is not a number from 1 to 65535")
+
+
+def _netloc(text: str) -> str:
+    """The host[:port] part of a URL's text (after the last @ of its authority)."""
+    return text.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+
+
+def _why_unparseable(text: str) -> str:
+    netloc = _netloc(text)
+    if "," in netloc:
+        return "the database URL names several hosts: swrun migrates one server at a time"
+    if "://" in text and ":" in netloc.rsplit("]", 1)[-1] and not netloc.rsplit(":", 1)[-1].isdigit():
+        return "the database URL's port is not a number from 1 to 65535"
+    return _UNPARSEABLE
+
+
 def redact(url: str | URL) -> str:
-    """The URL as it may be shown or stored: the password replaced by ***."""
-    parsed = url if isinstance(url, URL) else make_url(url)
+    """The URL as it may be shown or stored: the password, in the userinfo or a ``password``
+    query parameter, replaced by ***."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except Exception:
+        return "<a database URL that does not parse>"
+    if "password" in parsed.query:
+        parsed = parsed.difference_update_query(["password"])
+        return parsed.render_as_string(hide_password=True).replace("?", "?password=***&", 1) if parsed.query \
+            else parsed.render_as_string(hide_password=True) + "?password=***"
     return parsed.render_as_string(hide_password=True)
 
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_PASSWORD_PARAM = re.compile(r"((?:^|[?&\s])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.I)
 
 
 def redact_text(text: str) -> str:
-    """Hide the password of any URL that appears in free text."""
-    return _PASSWORD_IN_URL.sub(r"\1***\3", text)
+    """Hide the password of any URL (userinfo or ``password=`` parameter) or libpq
+    connection string that appears in free text."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***\3", text))
 
 
 def scrub(text: str, url: URL | None = None) -> str:
-    """Text safe to print: URLs redacted and the given URL's password removed wherever it stands."""
-    text = redact_text(text)
-    if url is not None and url.password:
-        text = text.replace(str(url.password), "***")
-    return text
+    """Text safe to print: URLs redacted, and every secret of ``url`` (and every one this process
+    has met) removed in every spelling, wherever it stands (see :mod:`swrun.redaction`)."""
+    secrets = redaction.for_url(url) if url is not None else redaction.known()
+    return secrets.scrub(redact_text(text))
 
 
 def make_engine(url: URL, **kwargs) -> Engine:

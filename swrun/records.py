@@ -11,11 +11,11 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from urllib.parse import quote, quote_plus
-
 from typing import TYPE_CHECKING
 
+from . import redaction
 from .errors import UsageError
+from .redaction import Secrets
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -75,21 +75,36 @@ def notebook_text(nb) -> str:
     return json.dumps(strip_transient(split_lines(nb)), sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def secret_forms(url: URL) -> list[str]:
-    """Every spelling of the URL's password that could end up in text."""
-    if not url.password:
-        return []
-    raw = str(url.password)
-    forms = {raw, quote(raw, safe=""), quote_plus(raw), json.dumps(raw)[1:-1]}
-    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+def secret_forms(url: URL) -> Secrets:
+    """The run's secrets (the URL's password wherever libpq takes it from, and every one this
+    process has met), matched in every spelling a program could print: see :mod:`swrun.redaction`."""
+    return redaction.for_url(url)
 
 
-def redact(text: str, secrets: list[str]) -> tuple[str, int]:
-    """Replace every secret in ``text`` by ***; returns the text and how many were found."""
-    found = 0
-    for secret in secrets:
-        n = text.count(secret)
-        if n:
-            found += n
-            text = text.replace(secret, "***")
-    return text, found
+def _as_secrets(secrets) -> Secrets:
+    return secrets if isinstance(secrets, Secrets) else Secrets(secrets)
+
+
+def _dump_notebook(doc) -> str:
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def redact(text: str, secrets: Secrets | list[str]) -> tuple[str, int]:
+    """Replace every secret in ``text`` by ***; returns the text and how many were found.
+
+    A JSON document (a record) keeps its structure: its strings are redacted one by one and
+    it is written back as :func:`notebook_text` writes."""
+    secrets = _as_secrets(secrets)
+    if text.lstrip().startswith(("{", "[")):
+        return secrets.redact_json(text, _dump_notebook)
+    return secrets.redact(text)
+
+
+def scrub_value(value, secrets: Secrets | list[str]):
+    """A result, an index entry or any JSON-like value with its strings redacted (a copy where changed)."""
+    return _as_secrets(secrets).redact_value(value)[0]
+
+
+def scrub_file(path: Path, secrets: Secrets | list[str]) -> int:
+    """Redact a text file written by a run (a preview's SQL, ...) in place; returns the hits."""
+    return redaction.scrub_file(path, _as_secrets(secrets))
