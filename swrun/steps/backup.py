@@ -27,20 +27,41 @@ from ..migrations import file_sha256
 from ..result import StepResult, Timer
 
 
+# connection options of a URL's query that libpq tools take from the environment; the rest
+# of the environment's PG* variables are dropped so that nothing but the URL says where to connect
+_LIBPQ_ENV = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+              "sslcrl": "PGSSLCRL", "options": "PGOPTIONS", "passfile": "PGPASSFILE", "channel_binding": "PGCHANNELBINDING",
+              "gssencmode": "PGGSSENCMODE", "target_session_attrs": "PGTARGETSESSIONATTRS", "service": "PGSERVICE"}
+_KEPT_ENV = ("PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY")
+
+
 def libpq_args(url: URL) -> tuple[list[str], dict[str, str]]:
-    """Command-line connection options and environment for libpq tools; the password only in the env."""
-    host = url.host or url.query.get("host")
-    port = url.port or url.query.get("port")
-    args = []
+    """Command-line connection options and environment for ``pg_dump``/``pg_restore``.
+
+    The password never stands on the command line: it goes to ``PGPASSWORD``, whether the URL
+    carried it in its userinfo or as a ``password`` query parameter (or swrun itself was given
+    ``PGPASSWORD``); and the tools never prompt (``--no-password``), so a missing or wrong
+    password fails at once instead of waiting on stdin.
+    """
+    def first(value):
+        return value[0] if isinstance(value, tuple) else value
+
+    host = url.host or first(url.query.get("host"))
+    port = url.port or first(url.query.get("port"))
+    args = ["--no-password"]
     if host:
-        args += ["-h", str(host if isinstance(host, str) else host[0])]
+        args += ["-h", str(host)]
     if port:
-        args += ["-p", str(port if isinstance(port, (str, int)) else port[0])]
+        args += ["-p", str(port)]
     if url.username:
         args += ["-U", url.username]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    if url.password:
-        env["PGPASSWORD"] = str(url.password)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in _KEPT_ENV}
+    password = url.password or first(url.query.get("password")) or os.environ.get("PGPASSWORD")
+    if password:
+        env["PGPASSWORD"] = str(password)
+    for key, var in _LIBPQ_ENV.items():
+        if url.query.get(key):
+            env[var] = str(first(url.query[key]))
     env["PGCONNECT_TIMEOUT"] = "10"
     return args, env
 
