@@ -183,6 +183,35 @@ def _relative(project: Project, path: Path) -> str:
         return str(path)
 
 
+def prepare(engine) -> None:
+    """The ledger's table, created (committed) before any revision runs: each revision then writes
+    its row inside its own transaction (:func:`credit`)."""
+    from ..database import connect
+
+    with connect(engine) as conn, conn.begin():
+        _ensure(conn)
+
+
+_CREDIT = (
+    f"insert into {QUALIFIED} (revision, filename, path, sha256, run_id, source, state, updated_by) "
+    "values (:rev, :file, :path, :hash, :run_id, 'upgrade', 'applied', :run_id) "
+    "on conflict (revision) do update set filename = excluded.filename, path = excluded.path, "
+    "sha256 = excluded.sha256, applied_at = now(), run_id = excluded.run_id, source = 'upgrade', "
+    "state = 'applied', updated_at = now(), updated_by = excluded.updated_by")
+
+
+def credit(conn, project: Project, revision: str, run_id: str, *, upgrade: bool = True) -> None:
+    """One revision's row, written on the migrating connection inside that revision's transaction
+    (Alembic's ``on_version_apply``): it commits exactly when the revision does."""
+    if upgrade:
+        path = project.file_of(revision)
+        conn.execute(sa.text(_CREDIT), {"rev": revision, "file": path.name, "path": _relative(project, path),
+                                         "hash": file_sha256(path), "run_id": run_id})
+    else:
+        conn.execute(sa.text(f"update {QUALIFIED} set state = 'downgraded', updated_at = now(), updated_by = :run_id "
+                             "where revision = :rev"), {"rev": revision, "run_id": run_id})
+
+
 def record(engine, project: Project, *, applied: Iterable[str], current: Iterable[str], run_id: str,
            accepted: Iterable[str] = (), retired: Iterable[str] = ()) -> dict:
     """After an upgrade: write each revision this run applied, adopt applied revisions the ledger lacks.
@@ -318,9 +347,14 @@ def naming(found: Scan) -> list[Finding]:
             for f in sorted(files, key=lambda f: f.name) if f.revision not in follows]
 
 
-def database_revisions(conn) -> tuple[str, ...]:
-    """``alembic_version`` read directly: the fallback when the project's revision graph does not load."""
-    exists = conn.exec_driver_sql("select to_regclass('alembic_version') is not null").scalar()
+def database_revisions(conn, table: str = "alembic_version", schema: str | None = None) -> tuple[str, ...]:
+    """The version table read directly: the fallback when the project's revision graph does not load.
+
+    ``table`` / ``schema``: the project's ``version_table`` / ``version_table_schema`` (``Project.version_table``
+    after env.py ran), as Alembic reads them; the names are quoted, never formatted in as SQL."""
+    preparer = conn.dialect.identifier_preparer
+    qualified = (f"{preparer.quote(schema)}." if schema else "") + preparer.quote(table)
+    exists = conn.execute(sa.text("select to_regclass(:name) is not null"), {"name": qualified}).scalar()
     if not exists:
         return ()
-    return tuple(r[0] for r in conn.exec_driver_sql("select version_num from alembic_version").all())
+    return tuple(r[0] for r in conn.exec_driver_sql(f"select version_num from {qualified}").all())
