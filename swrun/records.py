@@ -105,6 +105,12 @@ def scrub_value(value, secrets: Secrets | list[str]):
     return _as_secrets(secrets).redact_value(value)[0]
 
 
+def scrub_known(value):
+    """``value`` (text, or a JSON-like result) without any secret this process has met: for
+    places that print or write without a run's context at hand (the runner's progress lines)."""
+    return redaction.known().redact_value(value)[0]
+
+
 def scrub_file(path: Path, secrets: Secrets | list[str]) -> int:
     """Redact a text file written by a run (a preview's SQL, ...) in place; returns the hits."""
     return redaction.scrub_file(path, _as_secrets(secrets))

@@ -19,6 +19,7 @@ Standard library only: the runner imports this before its kernel starts.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -31,10 +32,13 @@ _MIN_INNER_BASE64 = 6  # a base64 run this long, taken from inside a longer stri
 # secret values this process has met (URLs it parsed, PGPASSWORD, a passfile): the last line
 # of defence (the CLI's error line, the runner's progress) scrubs with these
 _remembered: set[str] = set()
+_users: set[str] = set()  # their user names, for base64 of user:password
 
 
-def remember(values: Iterable[str]) -> None:
+def remember(values: Iterable[str], user: str | None = None) -> None:
     _remembered.update(v for v in values if v)
+    if user:
+        _users.add(user)
 
 
 def remembered() -> frozenset[str]:
@@ -121,11 +125,14 @@ def encoded_forms(secret: str, user: str | None = None) -> set[str]:
 class Secrets:
     """A set of secret values and the one pattern that finds any of them in any form."""
 
-    def __init__(self, values: Iterable[str] = (), user: str | None = None):
+    def __init__(self, values: Iterable[str] = (), user: str | Iterable[str] | None = None):
         self.values = frozenset(v for v in values if v)
+        users = [user] if isinstance(user, str) else sorted(user or ())
         encoded: set[str] = set()
         for value in self.values:
-            encoded |= encoded_forms(value, user)
+            encoded |= encoded_forms(value)
+            for name in users:
+                encoded |= encoded_forms(value, name)
         # longest first, so that user:password's base64 wins over a piece of it
         parts = [_plain(f) for f in sorted(encoded - self.values, key=lambda f: (-len(f), f))]
         parts += [_spelled(v) for v in sorted(self.values, key=lambda v: (-len(v), v))]
@@ -236,16 +243,21 @@ def secret_values(url, environ: dict[str, str] | None = None) -> set[str]:
     return {v for v in found if v}
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled(values: frozenset[str], users: frozenset[str]) -> Secrets:
+    return Secrets(values, user=users)
+
+
 def for_url(url, environ: dict[str, str] | None = None) -> Secrets:
     """The secrets of a run on ``url``, with every one this process has met; remembered."""
     values = secret_values(url, environ)
-    remember(values)
-    return Secrets(values | _remembered, user=getattr(url, "username", None))
+    remember(values, getattr(url, "username", None))
+    return _compiled(frozenset(values | _remembered), frozenset(_users))
 
 
 def known() -> Secrets:
     """Every secret this process has met."""
-    return Secrets(_remembered)
+    return _compiled(frozenset(_remembered), frozenset(_users))
 
 
 def scrub_file(path: Path, secrets: Secrets) -> int:

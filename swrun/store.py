@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from . import records
 from .errors import DatabaseError, SwrunError, UsageError
 
 INDEX_NAME = "index.jsonl"
@@ -263,6 +264,7 @@ def keep(record: Path, meta: dict, text: str, ctx) -> list[str]:
     reports_dir = reports_dir_of(record)
     rel = Path(record).relative_to(reports_dir).as_posix()
     body = entry_body(meta, rel, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    body = records.scrub_value(body, records.secret_forms(ctx.url))  # the index and its database copy: no secret
     try:
         entry = append(reports_dir, body, record_key())
     except Exception as exc:  # the record is kept all the same; verify reports it unindexed

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import records
 from ..config import RunContext
 from ..guards import count, frame, lint
 from ..result import StepResult, Timer
@@ -37,7 +38,8 @@ def run(ctx: RunContext, target: str = "head", current: tuple[str, ...] | None =
         path = out_dir / f"{ctx.run_id}_preview.sql"
         start = current[0] if current else "base"
         header = f"-- swrun preview: {start} -> {target}\n-- database: {ctx.redacted_url}\n-- run: {ctx.run_id}\n"
-        path.write_text(header + "".join(r.sql for r in revisions))
+        secrets = records.secret_forms(ctx.url)  # env.py or a migration may have written the URL into the SQL
+        path.write_text(records.redact(header + "".join(r.sql for r in revisions), secrets)[0])
         rows = [{
             "revision": r.revision,
             "description": r.description,
@@ -50,7 +52,7 @@ def run(ctx: RunContext, target: str = "head", current: tuple[str, ...] | None =
         if sql_file is not None:
             script = psql_script(revisions, tuple(current), target, lock_timeout=ctx.lock_timeout or "0",
                                  statement_timeout=statement_timeout, header=header)
-            written = write_sql_file(Path(sql_file), script)
+            written = write_sql_file(Path(sql_file), records.redact(script, secrets)[0])
     result = StepResult("preview", data={"file": str(path), "revisions": [r["revision"] for r in rows],
                                          "statements": sum(r["statements"] for r in rows),
                                          "squawk": [f.as_dict() for f in reviewed]})
