@@ -10,6 +10,7 @@ import argparse
 import atexit
 import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -23,15 +24,42 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", help="path to the project's alembic.ini (default: the Smart Waste AI demo)")
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $SWRUN_DATABASE_URL, else the embedded server)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--url-env", metavar="NAME[,NAME]", type=_export_url_env,
+                        help="environment variable(s) the project's env.py reads its URL from: swrun sets them to the "
+                             "database it migrates while env.py runs (also [swrun] url_env in alembic.ini)")
+
+
+def _export_url_env(text: str) -> str:
+    """--url-env: exported as $SWRUN_URL_ENV, so the runbook's kernel inherits it (swrun.runtime reads it)."""
+    names = [n for n in text.replace(",", " ").split() if n]
+    if not names or any(not (n.replace("_", "").isalnum() and n.isascii()) or n[0].isdigit() for n in names):
+        raise argparse.ArgumentTypeError(f"expects environment variable names, got {text[:40]!r}")
+    os.environ["SWRUN_URL_ENV"] = ",".join(names)
+    return os.environ["SWRUN_URL_ENV"]
+
+
+def _seconds(low: float, high: float):
+    """An argparse type: a finite number of seconds in [low, high] (``inf``, ``nan``, negatives refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects a number of seconds, got {text[:40]!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expects seconds between {low:g} and {high:g}, got {text[:40]!r}")
+        return value
+    return parse
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default="development", help="environment name (development, staging, production, ...)")
-    parser.add_argument("--reports-dir", default="reports", help="where run records are kept (default: ./reports)")
-    parser.add_argument("--backup-dir", default="backups", help="where backups and SQL previews are written (default: ./backups)")
+    # no argparse defaults for the settings -p may give instead: params.take_run_options tells
+    # "not given" from "given" (--env production -p environment development is an error) and fills them in
+    parser.add_argument("--env", help="environment name (development, staging, production, ...; default: development)")
+    parser.add_argument("--reports-dir", help="where run records are kept (default: ./reports)")
+    parser.add_argument("--backup-dir", help="where backups and SQL previews are written (default: ./backups)")
     parser.add_argument("--operator", help="who runs this deployment (default: user@host)")
-    parser.add_argument("--cell-timeout", type=float, default=3600, help="seconds one runbook cell may run")
-    parser.add_argument("--kernel-timeout", type=float, default=60, help="seconds to wait for the kernel to start")
+    parser.add_argument("--cell-timeout", type=_seconds(0.001, 30 * 86400), default=3600, help="seconds one runbook cell may run")
+    parser.add_argument("--kernel-timeout", type=_seconds(0.001, 3600), default=60, help="seconds to wait for the kernel to start")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fixed_steps=steps)
         if verb == "deploy":
             p.add_argument("--steps", help="comma-separated subset of: preflight,status,preview,guards,backup,rehearse,upgrade,verify,watch")
-            p.add_argument("--watch", dest="watch_seconds", type=float, metavar="SECONDS",
+            p.add_argument("--watch", dest="watch_seconds", type=_seconds(0, 86400), metavar="SECONDS",
                            help="after the upgrade, watch the database's error signals this long against as long before it")
             p.add_argument("--fail-on-rise", dest="watch_fail_on_rise", action="store_true",
                            help="a rise in the watched error signals fails the run (exit 9)")
@@ -160,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except SwrunError as exc:
-        print(f"swrun: error: {exc.line()}", file=sys.stderr)
+        from .records import scrub_known  # the last line of defence: no secret swrun has met, in any spelling
+
+        print(f"swrun: error: {scrub_known(exc.line())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("swrun: interrupted", file=sys.stderr)
@@ -226,8 +256,13 @@ def _db(args) -> int:
 
 
 def _read_only(args) -> int:
+    from . import params
     from .steps import preview, status, verify
 
+    params.check_pattern("target", args.to)
+    if args.verb == "preview":
+        params.check_duration("lock_timeout", args.lock_timeout)
+        params.check_duration("statement_timeout", args.statement_timeout)
     ctx = _context(args, **({"lock_timeout": args.lock_timeout} if args.verb == "preview" else {}))
     if args.verb == "status":
         result = status.run(ctx, target=args.to)
@@ -256,35 +291,40 @@ def _print_result(result, args) -> None:
             print(f"\n-- {title}\n{sql}")
 
 
-def _runbook(args) -> int:
+def _run_settings(args, pairs=()) -> tuple[dict, dict]:
+    """The runbook's parameters from ``-p`` pairs, and the runner's settings (one value each)."""
+    from . import params
+
+    given, settings = params.take_run_options(pairs, {"environment": args.env, "reports_dir": args.reports_dir,
+                                                      "backup_dir": args.backup_dir, "operator": args.operator,
+                                                      "project": args.project})
+    return given, dict(settings, environment=params.environment_name(settings["environment"]))
+
+
+def _start(runbook: str, given: dict, settings: dict, args):
     from . import runner
 
-    params: dict[str, str] = {}
+    return runner.run_runbook(
+        runbook, raw_parameters=given, project=settings["project"], database_url=args.database_url,
+        environment=settings["environment"], reports_dir=Path(settings["reports_dir"]),
+        backup_dir=Path(settings["backup_dir"]), operator=settings["operator"], cell_timeout=args.cell_timeout,
+        kernel_timeout=args.kernel_timeout, progress=not args.json)
+
+
+def _runbook(args) -> int:
+    params, settings = _run_settings(args, args.parameter if args.verb == "run" else ())
     if args.verb == "run":
         runbook = args.runbook
-        params.update({name: value for name, value in args.parameter})
     else:
         runbook = "deploy"
         params["target"] = args.to
         steps = args.fixed_steps or getattr(args, "steps", None)
-        if steps:
+        if steps is not None:  # --steps "" is an error (params.check_steps), never "every step"
             params["steps"] = steps
         for name in ("acknowledge", "override_gates", "backup_mode", "rehearse_on", "watch_seconds", "watch_fail_on_rise"):
-            if getattr(args, name, None):
+            if getattr(args, name, None) is not None:
                 params[name] = getattr(args, name)
-    outcome = runner.run_runbook(
-        runbook,
-        raw_parameters=params,
-        project=args.project,
-        database_url=args.database_url,
-        environment=args.env,
-        reports_dir=Path(args.reports_dir),
-        backup_dir=Path(args.backup_dir),
-        operator=args.operator,
-        cell_timeout=args.cell_timeout,
-        kernel_timeout=args.kernel_timeout,
-        progress=not args.json,
-    )
+    outcome = _start(runbook, params, settings, args)
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
     return outcome.exit_code
@@ -340,12 +380,11 @@ def _recovery_parsers(sub) -> None:
 
 
 def _recovery(args) -> int:
-    from . import runner
-
+    _, settings = _run_settings(args)
     if args.verb == "doctor" and not args.record:  # read-only: print the diagnosis, keep nothing
         from .recovery import doctor
 
-        ctx = _context(args, environment=args.env)
+        ctx = _context(args, environment=settings["environment"])
         results = doctor.diagnose(ctx, where=args.scratch)
         print(json.dumps([r.as_dict() for r in results], indent=2) if args.json else doctor.text(results, ctx))
         return 1 if any(r.outcome in ("warning", "failed") for r in results) else 0
@@ -375,14 +414,11 @@ def _recovery(args) -> int:
         if args.generate_only:
             params["steps"] = "enum-plan,enum-generate"
         for name in ("acknowledge", "override_gates"):
-            if getattr(args, name, None):
+            if getattr(args, name, None) is not None:
                 params[name] = getattr(args, name)
     if getattr(args, "backup_mode", None):
         params["backup_mode"] = args.backup_mode
-    outcome = runner.run_runbook(
-        runbook, raw_parameters=params, project=args.project, database_url=args.database_url, environment=args.env,
-        reports_dir=Path(args.reports_dir), backup_dir=Path(args.backup_dir), operator=args.operator,
-        cell_timeout=args.cell_timeout, kernel_timeout=args.kernel_timeout, progress=not args.json)
+    outcome = _start(runbook, params, settings, args)
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
         return outcome.exit_code
@@ -410,8 +446,12 @@ def _print_recovery_tables(steps: dict) -> None:
 
 
 def _revision(args) -> int:
+    from . import params
     from .guards import review
 
+    params.check_text("message", args.message)  # Alembic makes the file name's slug of it
+    if args.rev_id is not None:  # the new file's name starts with it: no separators, no traversal
+        params.check_pattern("rev_id", args.rev_id)
     result = review.new_revision(_context(args), args.message, autogenerate=args.autogenerate, rev_id=args.rev_id)
     _print_result(result, args)
     return 0

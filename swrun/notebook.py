@@ -125,6 +125,11 @@ class Runbook:
               long_transaction_seconds: float = 300.0, **options) -> "Runbook":
         from pathlib import Path
 
+        from . import params
+
+        # the same spelling the runner filed the record under: the gates compare with it
+        environment = params.environment_name(environment)
+        lock_timeout = params.check_duration("lock_timeout", lock_timeout)
         kw = {"project_path": project or None, "environment": environment, "backup_dir": Path(backup_dir),
               "lock_timeout": lock_timeout, "lock_wait_s": float(lock_wait_seconds),
               "long_transaction_s": float(long_transaction_seconds)}
@@ -212,6 +217,23 @@ class Runbook:
         verdict = f"FAILED at {failed[0].step}" if failed else "SUCCEEDED"
         _display({"text/plain": f"run {verdict}", "text/markdown": f"## Run {verdict}"})
         show_table(df.drop(columns=["seconds"]) if plain_output() else df, "summary")
+
+
+def gates_unproven(environment: str, results: dict[str, dict]) -> str | None:
+    """Why a run may not be filed as succeeded under ``environment`` (None: it may).
+
+    The guards step's data names the environment whose gates it evaluated: it must be the one
+    the record is filed under; and a production run whose upgrade ran must have passed
+    production's gates in this run. The kernel blocks such an upgrade itself (:meth:`Runbook._blocker`);
+    this is the runner's check of the record, whatever notebook produced it."""
+    guards = results.get("guards") or {}
+    evaluated = (guards.get("data") or {}).get("environment")
+    if evaluated is not None and evaluated != environment:
+        return f"the guards step evaluated the gates of {evaluated!r}, but the run is filed under {environment!r}"
+    upgraded = (results.get("upgrade") or {}).get("outcome") in ("ok", "warning")
+    if environment == "production" and upgraded and (guards.get("outcome") not in ("ok", "warning") or evaluated != environment):
+        return "the upgrade ran, but this run's guards step did not pass production's gates: the record is not filed as a success"
+    return None
 
 
 def _names(text: str) -> set[str]:

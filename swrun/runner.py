@@ -33,6 +33,7 @@ from typing import Any
 
 from . import params as params_mod
 from . import records
+from .notebook import gates_unproven
 from .errors import StepFailed, UsageError
 
 RUNBOOKS_DIR = Path(__file__).parent / "runbooks"
@@ -265,8 +266,10 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
     # validated from the plain JSON: nbformat (0.4 s) and SQLAlchemy (0.6 s) load while the kernel boots
     raw, declared = _read_runbook(path)
     given = params_mod.validate(raw, raw_parameters or {})
+    # one spelling of each setting: the record's filing, the index entry and the kernel's gates use it
+    environment, operator, run_id = params_mod.runner_values(environment, operator, run_id)
 
-    ctx = RunContext(project_path=project, database_url=database_url, environment=records.check_name("environment", environment))
+    ctx = RunContext(project_path=project, database_url=database_url, environment=environment)
     given_url = ctx.given_url  # starts the embedded server if need be
     if not given_url.strip():
         ctx.url  # noqa: B018 - raises the one-line error for an empty URL, before any kernel
@@ -440,6 +443,8 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
         outcome, message = "failed", ctx.scrub(error)
     elif failed:
         outcome, message = "failed", failed.get("error") or failed["summary"]
+    elif (unproven := gates_unproven(environment, results)) is not None:
+        outcome, message = "failed", unproven
     elif not results and runbook == "deploy":
         outcome, message = "failed", "no step reported a result"
     else:

@@ -31,6 +31,11 @@ ROLE, ROLE_PASSWORD, WRONG_PASSWORD = "r", "S3cret-pw-xyz", "wrong-pw-123"
 PWNED = Path("/tmp/pwned_swrun")
 INJECTION = 'head"); import os; os.system("touch /tmp/pwned_swrun") #'
 INJECTION_BACKSLASH = 'head\\"); import os; os.system("touch /tmp/pwned_swrun") #\n__import__("os").system("touch /tmp/pwned_swrun")'
+# SQL that would run if a value were spliced into a statement: a table on the target, a role (cluster-wide,
+# so it outlives a rehearsal copy that is dropped at the end of the run)
+SQL_PAYLOAD = "1s'; CREATE TABLE pwned(); CREATE ROLE pwned_role; SELECT '1"
+BIG = "x" * 120 * 1024  # an operator name of 120 KB
+PROD_STEPS = ("--env", "production")
 
 
 @dataclass
@@ -206,6 +211,35 @@ def no_scratch_database(env: Env) -> None:
     assert scalar(url, "select count(*) from pg_database where datname like 'swrun_rehearsal%%'") == 0
 
 
+def no_sql_ran(env: Env) -> None:
+    """The payload ran nowhere: no table pwned on the target, no role pwned_role on the server."""
+    assert scalar(env.db_url, "select to_regclass('public.pwned') is null")
+    assert scalar(env.pg.status().url("postgres"), "select count(*) from pg_roles where rolname = 'pwned_role'") == 0
+
+
+def nothing_outside(env: Env) -> None:
+    """A name derived from a parameter never leaves its directory: nothing next to the work directory."""
+    assert sorted(p.name for p in env.workdir.parent.iterdir()) == ["smartwaste", "work"]
+    assert list(env.workdir.iterdir()) == []
+
+
+def filed_under_production(env: Env) -> None:
+    """One value: the record's environment, its directory, the index entry and the gates the guards evaluated."""
+    meta = record_of(env)
+    records = list((env.workdir / "reports").rglob("*.ipynb"))
+    assert records[0].relative_to(env.workdir / "reports").parts[0] == "production"
+    assert meta["environment"] == meta["parameters"]["environment"] == "production"
+    entries = [json.loads(x) for x in (env.workdir / "reports" / "index.jsonl").read_text().splitlines()]
+    assert [e["environment"] for e in entries] == ["production"]
+    guards = next(s for s in meta["steps"] if s["step"] == "guards")
+    assert guards["data"]["environment"] == "production"
+    assert "staging" in {g["gate"] for g in guards["data"]["gates"]}, "production's gates were not evaluated"
+
+
+def no_revision_file(env: Env) -> None:
+    assert not list(env.workdir.parent.rglob("evil*")), list(env.workdir.parent.rglob("evil*"))
+
+
 def names_failed_revision(env: Env) -> None:
     assert "fa11ed000001" in record_of(env)["message"]
 
@@ -251,11 +285,15 @@ CASES = [
                       ("lock_wait_seconds", "expects float"), check=workdir_empty), id="wrong-parameter-type"),
     pytest.param(Case(("deploy", *DB, "--env", "../evil"), USAGE, ("invalid environment",), check=workdir_empty),
                  id="env-path-traversal"),
-    pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION), STEP_FAILED, ("unknown target revision",),
-                      setup=no_pwned_file, failed_step="status", check=not_pwned), id="parameter-code-injection"),
-    pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION_BACKSLASH), STEP_FAILED,
-                      ("unknown target revision",), setup=no_pwned_file, failed_step="status", check=not_pwned),
+    pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION), USAGE, ("invalid target",),
+                      setup=no_pwned_file, check=not_pwned), id="parameter-code-injection"),
+    pytest.param(Case(("run", *DB, "deploy", "-p", "target", INJECTION_BACKSLASH), USAGE,
+                      ("control character",), setup=no_pwned_file, check=not_pwned),
                  id="parameter-code-injection-backslash"),
+    pytest.param(Case(("deploy", *DB, "--steps", "status", "--operator", INJECTION_BACKSLASH), USAGE, ("control character",),
+                      setup=no_pwned_file, check=not_pwned), id="operator-code-injection-newline"),
+    pytest.param(Case(("deploy", *DB, "--steps", "status", "--to", "nosuchrev"), STEP_FAILED, ("unknown target revision",),
+                      failed_step="status"), id="unknown-target-in-runbook"),
     pytest.param(Case(("deploy", *DB), STEP_FAILED, ("fa11ed000001", "division by zero", "still at " + HEAD),
                       setup=failing_migration, at_head=True, failed_step="rehearse", check=names_failed_revision),
                  id="failing-migration"),
@@ -291,6 +329,109 @@ CASES = [
                  id="runbook-not-a-notebook"),
     pytest.param(Case(("deploy", *DB, "--to"), USAGE, ("--to",), check=workdir_empty), id="missing-option-value"),
     pytest.param(Case(("deploy", *DB, "--env", ""), USAGE, ("invalid environment",), check=workdir_empty), id="empty-env"),
+    # -- one environment, and the gates bound to it ------------------------------------------------
+    *[pytest.param(Case(("run", *DB, *argv), USAGE, expect, check=workdir_empty), id=name) for name, argv, expect in (
+        ("env-disagrees-with-parameter", ("deploy", "--env", "production", "-p", "environment", "development"),
+         ("--env 'production' and -p environment 'development' disagree",)),
+        ("env-parameter-disagrees-upwards", ("deploy", "--env", "development", "-p", "environment", "production"), ("disagree",)),
+        ("env-disagrees-case-and-space", ("deploy", "--env", " Production ", "-p", "environment", "staging"), ("disagree",)),
+        ("env-parameter-twice", ("deploy", "-p", "environment", "production", "-p", "environment", "development"),
+         ("'environment' given twice",)),
+        ("env-parameter-twice-same", ("deploy", "-p", "environment", "production", "-p", "environment", "production"),
+         ("given twice",)),
+        ("env-parameter-other-case", ("deploy", "-p", "Environment", "development"),
+         ("unknown parameter 'Environment'", "did you mean 'environment'")),
+        ("env-parameter-prod", ("deploy", "-p", "environment", "prod"), ("looks like production",)),
+        ("env-parameter-empty", ("deploy", "-p", "environment", ""), ("invalid environment",)),
+        ("env-parameter-traversal", ("deploy", "-p", "environment", "../production"), ("invalid environment",)),
+        ("parameter-given-twice", ("deploy", "-p", "target", "head", "-p", "target", "base"), ("'target' given twice",)),
+        ("run-id-parameter-traversal", ("deploy", "-p", "run_id", "../../x"), ("'run_id' is set by the runner",)),
+        ("run-id-parameter-rollback", ("rollback", "-p", "run_id", "abc"), ("'run_id' is set by the runner",)),
+        ("database-parameter", ("deploy", "-p", "database", "postgresql://elsewhere/x"), ("'database' is set by the runner",)),
+        ("runbook-parameter", ("deploy", "-p", "runbook", "rollback"), ("'runbook' is set by the runner",)),
+        ("reports-dir-disagrees", ("deploy", "--reports-dir", "a", "-p", "reports_dir", "b"), ("--reports-dir 'a'", "disagree")),
+        ("backup-dir-disagrees", ("deploy", "--backup-dir", "a", "-p", "backup_dir", "b"), ("--backup-dir 'a'", "disagree")),
+        ("operator-disagrees", ("deploy", "--operator", "alice", "-p", "operator", "mallory"), ("--operator 'alice'", "disagree")),
+        ("project-disagrees", ("deploy", "-p", "project", "/elsewhere/alembic.ini"), ("--project", "disagree")),
+        ("steps-parameter-typo", ("rollback", "-p", "steps", "rollback-pln"), ("unknown step 'rollback-pln'", "did you mean 'rollback-plan'")),
+        ("steps-parameter-empty-item", ("deploy", "-p", "steps", "status,,upgrade"), ("empty step name",)),
+        ("lock-timeout-sql", ("deploy", "-p", "lock_timeout", SQL_PAYLOAD), ("invalid lock_timeout",)),
+        ("lock-timeout-negative", ("deploy", "-p", "lock_timeout", " -1s"), ("invalid lock_timeout",)),
+        ("lock-timeout-unknown-unit", ("deploy", "-p", "lock_timeout", "10 parsecs"), ("invalid lock_timeout",)),
+        ("lock-timeout-out-of-range", ("deploy", "-p", "lock_timeout", "99999999999s"), ("invalid lock_timeout",)),
+        ("lock-timeout-rollback-sql", ("rollback", "-p", "lock_timeout", SQL_PAYLOAD), ("invalid lock_timeout",)),
+        ("lock-timeout-fresh-sql", ("start_fresh", "-p", "lock_timeout", SQL_PAYLOAD), ("invalid lock_timeout",)),
+        ("lock-timeout-enum-sql", ("enum_change", "-p", "lock_timeout", SQL_PAYLOAD), ("invalid lock_timeout",)),
+        ("target-sql", ("deploy", "-p", "target", SQL_PAYLOAD), ("invalid target",)),
+        ("target-too-long", ("deploy", "-p", "target", "a" * 2000), ("'target' is 2000 characters long",)),
+        ("acknowledge-sql", ("deploy", "-p", "acknowledge", SQL_PAYLOAD), ("invalid acknowledge",)),
+        ("override-gates-sql", ("deploy", "-p", "override_gates", SQL_PAYLOAD), ("invalid override_gates",)),
+        ("steps-sql", ("deploy", "-p", "steps", SQL_PAYLOAD), ("unknown step",)),
+        ("backup-mode-sql", ("deploy", "-p", "backup_mode", SQL_PAYLOAD), ("invalid backup_mode",)),
+        ("rehearse-on-unknown", ("deploy", "-p", "rehearse_on", "elsewhere"), ("invalid rehearse_on",)),
+        ("scratch-unknown", ("stamp", "-p", "target", "head", "-p", "scratch", "/tmp"), ("invalid scratch",)),
+        ("rev-id-parameter-traversal", ("enum_change", "-p", "rev_id", "../../evil"), ("invalid rev_id",)),
+        ("audit-period-unknown", ("audit", "-p", "period", "year"), ("invalid period",)),
+        ("audit-environments-sql", ("audit", "-p", "environments", SQL_PAYLOAD), ("invalid environments",)),
+        ("lock-wait-inf", ("deploy", "-p", "lock_wait_seconds", "inf"), ("must be a finite number",)),
+        ("long-transaction-nan", ("deploy", "-p", "long_transaction_seconds", "nan"), ("must be a finite number",)),
+        ("long-transaction-negative", ("deploy", "-p", "long_transaction_seconds", "-5"), ("between 0 and",)),
+        ("watch-seconds-huge", ("deploy", "-p", "watch_seconds", "1e400"), ("must be a finite number",)),
+        ("steps-back-negative", ("rollback", "-p", "steps_back", "-3"), ("between 0 and",)),
+        ("int-with-5000-digits", ("rollback", "-p", "steps_back", "9" * 5000), ("expects int",)),
+        ("bool-not-a-bool", ("deploy", "-p", "watch_fail_on_rise", "maybe"), ("expects bool",)),
+        ("parameter-name-huge", ("deploy", "-p", "t" * 5000, "x"), ("unknown parameter", "5000 characters")),
+        ("operator-parameter-huge", ("deploy", "-p", "operator", BIG), ("'operator' is 122880 characters long",)),
+    )],
+    *[pytest.param(Case((verb, *DB, *argv), USAGE, expect, check=workdir_empty), id=name) for name, verb, argv, expect in (
+        ("env-prod-alias", "deploy", ("--env", "prod"), ("environment 'prod' looks like production", "use --env production")),
+        ("env-production-suffix", "deploy", ("--env", "production-eu"), ("looks like production",)),
+        ("env-cyrillic-lookalike", "deploy", ("--env", "prоduction"), ("invalid environment",)),
+        ("env-newline", "upgrade", ("--env", "production\n"), ("control character",)),
+        ("env-too-long", "deploy", ("--env", "e" * 100), ("100 characters long",)),
+        ("env-prod-rollback", "rollback", ("--env", "PROD"), ("looks like production",)),
+        ("env-prod-stamp", "stamp", ("head", "--env", "Prod"), ("looks like production",)),
+        ("steps-typo", "deploy", ("--steps", "upgrde"), ("unknown step 'upgrde'", "did you mean 'upgrade'")),
+        ("steps-only-commas", "deploy", ("--steps", ",,,"), ("empty step name",)),
+        ("steps-empty", "deploy", ("--steps", ""), ("empty step name",)),
+        ("steps-trailing-comma", "deploy", ("--steps", "status,"), ("empty step name",)),
+        ("steps-named-twice", "deploy", ("--steps", "status,status"), ("'status' named twice",)),
+        ("to-sql", "deploy", ("--to", "head'; CREATE TABLE pwned(); --"), ("invalid target",)),
+        ("acknowledge-option-sql", "deploy", ("--acknowledge", SQL_PAYLOAD), ("invalid acknowledge",)),
+        ("override-gates-option-sql", "upgrade", ("--override-gates", SQL_PAYLOAD), ("invalid override_gates",)),
+        ("operator-huge", "deploy", ("--operator", BIG), ("'operator' is 122880 characters long",)),
+        ("operator-newline", "backup", ("--operator", "alice\nenvironment: production"), ("control character",)),
+        ("watch-nan", "deploy", ("--watch", "nan"), ("--watch", "expects seconds")),
+        ("watch-negative", "deploy", ("--watch", "-1"), ("--watch", "expects seconds")),
+        ("cell-timeout-inf", "deploy", ("--cell-timeout", "inf"), ("--cell-timeout", "expects seconds")),
+        ("cell-timeout-negative", "backup", ("--cell-timeout", "-3"), ("--cell-timeout", "expects seconds")),
+        ("kernel-timeout-nan", "upgrade", ("--kernel-timeout", "nan"), ("--kernel-timeout", "expects seconds")),
+        ("rollback-steps-zero", "rollback", ("--steps", "0"), ("positive number of revisions",)),
+        ("enum-rev-id-traversal", "enum-change", ("--enum", "user_role", "--table", "users", "--column", "role",
+                                                  "--map", "CITIZEN", "--rev-id", "../../evil"), ("invalid rev_id",)),
+        ("enum-name-newline", "enum-change", ("--enum", "user_role\n; drop", "--table", "users", "--column", "role",
+                                              "--map", "CITIZEN"), ("control character",)),
+        ("enum-mapping-huge", "enum-change", ("--enum", "user_role", "--table", "users", "--column", "role",
+                                              "--map", "A=" + "B" * 70000), ("'mapping' is 70002 characters long",)),
+        ("preview-lock-timeout-sql", "preview", ("--sql-file", "apply.sql", "--lock-timeout", SQL_PAYLOAD), ("invalid lock_timeout",)),
+        ("preview-statement-timeout-sql", "preview", ("--sql-file", "apply.sql", "--statement-timeout", SQL_PAYLOAD),
+         ("invalid statement_timeout",)),
+        ("status-to-sql", "status", ("--to", SQL_PAYLOAD), ("invalid target",)),
+    )],
+    pytest.param(Case(("revision", *DB, "-m", "x", "--rev-id", "../../evil"), USAGE, ("invalid rev_id",), check=no_revision_file),
+                 id="revision-rev-id-traversal"),
+    pytest.param(Case(("revision", *DB, "-m", "m" * 2000), USAGE, ("'message' is 2000 characters long",)),
+                 id="revision-message-huge"),
+    # -- rejected at a step, the record written and indexed ------------------------------------------
+    pytest.param(Case(("deploy", *DB, *PROD_STEPS, "--steps", "upgrade"), STEP_FAILED, ("production requires a verified backup",),
+                      failed_step="upgrade"), id="production-steps-upgrade-only"),
+    pytest.param(Case(("run", *DB, "deploy", "-p", "environment", "production", "-p", "steps", "status,guards,upgrade"),
+                      STEP_FAILED, ("staging",), failed_step="guards", check=filed_under_production),
+                 id="production-from-parameter-runs-gates"),
+    pytest.param(Case(("upgrade", *DB, "--env", "Production"), STEP_FAILED, ("staging",), failed_step="guards",
+                      check=filed_under_production), id="production-any-case-runs-gates"),
+    pytest.param(Case(("deploy", *DB, "--steps", "status,guards", "--override-gates", "stagign"), STEP_FAILED,
+                      ("unknown gate(s) in override_gates: stagign",), failed_step="guards"), id="override-gates-unknown"),
 ]
 
 
@@ -346,5 +487,7 @@ def test_bad_input(case: Case, pg, db_url, project_copy, workdir, request):
         assert f"FAILED at {case.failed_step}" in proc.stderr, shown
         meta = record_of(env)
         assert (meta["outcome"], meta["failed_step"]) == ("failed", case.failed_step)
+        index = (env.workdir / "reports" / "index.jsonl").read_text().splitlines()
+        assert [json.loads(x)["run_id"] for x in index] == [meta["run_id"]], "the record was not indexed"
     if case.check:
         case.check(env)

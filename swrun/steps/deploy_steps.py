@@ -32,8 +32,10 @@ def _preview(rb: Runbook) -> StepResult:
 
 @register("guards")
 def _guards(rb: Runbook) -> StepResult:
-    return guards.run(rb.ctx, target=rb.target, status=rb.result("status"), preview=rb.result("preview"),
-                      acknowledge=rb.acknowledge, override_gates=rb.override_gates, reports_dir=rb.reports_dir)
+    result = guards.run(rb.ctx, target=rb.target, status=rb.result("status"), preview=rb.result("preview"),
+                        acknowledge=rb.acknowledge, override_gates=rb.override_gates, reports_dir=rb.reports_dir)
+    result.data["environment"] = rb.ctx.environment  # whose gates these were: the runner checks it against the record's
+    return result
 
 
 @register("backup")
