@@ -416,7 +416,7 @@ class Project:
 
         Before any migration runs, the connection env.py configures must be the database of
         ``url`` (StateError otherwise: nothing ran). On failure raises MigrationFailed naming
-        the revision and its file:line (``.file``, ``.line``); the revisions before it stay
+        the revision and its file:line (``.file``, ``.lineno``); the revisions before it stay
         applied (one transaction per revision). ``on_revision(migration_context, step_info)``
         runs inside each revision's transaction, after its SQL and before its commit;
         ``capture``: a list that gets ``{"revision", "sql"}`` for every statement executed on the
@@ -464,7 +464,7 @@ class Project:
                 f"revision {failed}{where} failed during {direction}: {type(inner).__name__}: {message[:400]}",
                 revision=failed,
             )
-            err.file, err.line = (at[0], at[1]) if at else (str(self.file_of(failed)), None)
+            err.file, err.lineno = (at[0], at[1]) if at else (str(self.file_of(failed)), None)
             raise err from exc
         return list(self._timings)
 

@@ -228,9 +228,10 @@ class _Capture:
     def __call__(self, conn, cursor, statement, parameters, context, executemany):
         if self.paused:
             return
-        entry = {"revision": self.current_revision(), "sql": statement}
-        if self.version_table in statement:
-            entry["bookkeeping"] = True  # Alembic's version table, not the migration's own SQL
+        revision = self.current_revision()
+        entry = {"revision": revision, "sql": statement}
+        if revision is None or self.version_table in statement:
+            entry["bookkeeping"] = True  # Alembic's version table (or its look before the first revision)
         self.sink.append(entry)
 
 
@@ -256,6 +257,8 @@ def _swrun_environment(project: "Project", cfg, intended: URL, options: Options,
         seen.version_table = opts.get("version_table") or "alembic_version"
         seen.version_table_schema = opts.get("version_table_schema")
         opts.setdefault("transaction_per_migration", True)
+        if connection is not None and options.lock_timeout:
+            _session_settings(connection, options.lock_timeout)
         capture = None
         if connection is not None and options.capture is not None:
             capture = _Capture(options.capture, options.current_revision, seen.version_table)
@@ -276,8 +279,6 @@ def _swrun_environment(project: "Project", cfg, intended: URL, options: Options,
                         capture.paused = False
 
             opts["on_version_apply"] = (*given, hook)
-        if connection is not None and options.lock_timeout:
-            _session_settings(connection, options.lock_timeout)
         if url is not None:
             opts["url"] = url
         if dialect_name is not None:
