@@ -3,7 +3,8 @@
 Offline (``--sql``): renders SQL from the URL alone, no connection.
 Online: uses the Connection a caller put in ``config.attributes["connection"]``
 (Alembic cookbook, "Sharing a Connection across one or more programmatic
-migration commands"); otherwise builds a NullPool engine from
+migration commands"), or a connection of the Engine put there (as pytest-alembic
+does); otherwise builds a NullPool engine from
 ``sqlalchemy.url``, which alembic.ini leaves empty: swrun supplies it.
 
 Transaction mode (e.g. ``transaction_per_migration``) is not set here; a caller
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 try:
     from swrun.demo.smartwaste import models
@@ -74,25 +75,28 @@ def _run_on(connection: Connection) -> None:
 
 
 def run_migrations_online() -> None:
-    """Run migrations on a shared Connection, or on a fresh NullPool engine."""
+    """Run migrations on a shared Connection or Engine, or on a fresh NullPool engine."""
     shared = config.attributes.get("connection")
-    if shared is not None:
-        if not isinstance(shared, Connection):
-            raise TypeError(
-                "config.attributes['connection'] must be a sqlalchemy "
-                "Connection, got %r" % (type(shared).__name__,)
-            )
+    if isinstance(shared, Connection):
         _run_on(shared)
         return
+    if shared is not None and not isinstance(shared, Engine):
+        raise TypeError(
+            "config.attributes['connection'] must be a sqlalchemy "
+            "Connection or Engine, got %r" % (type(shared).__name__,)
+        )
 
-    section = dict(config.get_section(config.config_ini_section, {}))
-    section["sqlalchemy.url"] = _database_url()
-    engine = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
+    engine = shared
+    if engine is None:
+        section = dict(config.get_section(config.config_ini_section, {}))
+        section["sqlalchemy.url"] = _database_url()
+        engine = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             _run_on(connection)
     finally:
-        engine.dispose()
+        if shared is None:  # the caller's engine is the caller's to dispose
+            engine.dispose()
 
 
 if context.is_offline_mode():
