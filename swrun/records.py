@@ -24,8 +24,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def check_name(kind: str, value: str) -> str:
-    """Names that become path parts: no separators, no traversal."""
-    if not value or not _NAME.match(value) or ".." in value:
+    """Names that become path parts: no separators, no traversal, no longer than a file name may be."""
+    if not value or len(value) > 128 or not _NAME.fullmatch(value) or ".." in value:  # fullmatch: "$" lets "x\n" through
         raise UsageError(f"invalid {kind} {value!r}: use letters, digits, '.', '_' and '-'")
     return value
 

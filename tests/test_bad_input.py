@@ -491,3 +491,60 @@ def test_bad_input(case: Case, pg, db_url, project_copy, workdir, request):
         assert [json.loads(x)["run_id"] for x in index] == [meta["run_id"]], "the record was not indexed"
     if case.check:
         case.check(env)
+
+
+# -- no parameter value can run SQL ---------------------------------------------------------------
+
+# bound (bind parameters, quoted identifiers) or operator paths: accepted as text, never spliced into SQL
+FREE_TEXT = {"enum_name", "table", "column", "mapping", "since", "until"}
+REQUIRED = {"target": "head", "enum_name": "user_role", "table": "users", "column": "role", "mapping": "CITIZEN"}
+
+
+def test_every_string_parameter_is_checked_or_free_text():
+    """Every declared string parameter of every runbook: the SQL payload is refused before any kernel,
+    unless the parameter is free text that swrun only ever binds (checked through the CLI below)."""
+    from swrun import params
+    from swrun.errors import UsageError
+    from swrun.runner import RUNBOOKS_DIR
+
+    accepted, checked = set(), 0
+    for path in sorted(RUNBOOKS_DIR.glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        for name, decl in params.declared(nb).items():
+            if decl.type is not str or name in params.RUNNER_ONLY or name in params.RUN_OPTIONS:
+                continue
+            given = {k: v for k, v in REQUIRED.items() if k in params.declared(nb) and params.declared(nb)[k].required}
+            given[name] = SQL_PAYLOAD
+            checked += 1
+            try:
+                params.validate(nb, given)
+            except UsageError:
+                continue
+            accepted.add(name)
+    assert checked >= 30
+    assert accepted <= FREE_TEXT, accepted - FREE_TEXT
+
+
+def test_sql_payload_in_free_text_is_bound(pg, db_url, project_copy, workdir):
+    """The payload in every free-text value that reaches the database: the operator (kept in the record and
+    its database copy; a full deploy, rehearsal copy included) and the enum change's names and mapping.
+    Each command succeeds with the value bound or fails in one line; the payload ran nowhere."""
+    env = Env(pg, db_url, project_copy, workdir, url=db_url)
+    PWNED.unlink(missing_ok=True)
+    operator = SQL_PAYLOAD + '"); import os; os.system("touch /tmp/pwned_swrun") #'
+    proc = run_cli("deploy", *[env.fill(a) for a in DB], "--operator", operator, cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert record_of(env)["operator"] == operator
+    assert "Traceback" not in proc.stderr
+    no_sql_ran(env)
+    not_pwned(env)
+    assert current_revision(db_url) == HEAD
+
+    for argv in (("enum-change", "--enum", SQL_PAYLOAD, "--table", SQL_PAYLOAD, "--column", SQL_PAYLOAD, "--map", SQL_PAYLOAD),
+                 ("run", "audit", "-p", "since", SQL_PAYLOAD, "-p", "until", SQL_PAYLOAD)):
+        proc = run_cli(argv[0], *[env.fill(a) for a in DB], *argv[1:], cwd=workdir)
+        errors = [x for x in proc.stderr.splitlines() if x.startswith("swrun: error:")]
+        assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+        no_sql_ran(env)
+        assert current_revision(db_url) == HEAD
