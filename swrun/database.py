@@ -107,13 +107,15 @@ def _check_shape(text: str, parsed: URL) -> None:
     if "," in netloc or isinstance(hosts, tuple) or "," in str(hosts or ""):
         raise _unparseable(text, "the database URL names several hosts: swrun migrates one server at a time")
     if "@" in str(parsed.host or "") or "@" in str(parsed.username or ""):
-        raise _unparseable(text, _UNPARSEABLE + "; an @ in the password must be written %40")
+        raise _unparseable(text, _UNPARSEABLE + "; characters such as / @ : % in the password must be percent-encoded")
     ports = parsed.query.get("port")
     if isinstance(ports, tuple):
         raise _unparseable(text, "the database URL names several ports")
-    port = parsed.port if parsed.port is not None else ports
-    if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
-        raise _unparseable(text, "the database URL's port is not a number from 1 to 65535")
+    for port in (parsed.port, ports):
+        if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
+            raise _unparseable(text, "the database URL's port is not a number from 1 to 65535")
+    if parsed.port is not None and ports is not None and int(ports) != parsed.port:
+        raise _unparseable(text, "the database URL names several ports")
 
 
 def _netloc(text: str) -> str:
@@ -122,6 +124,9 @@ def _netloc(text: str) -> str:
 
 
 def _why_unparseable(text: str) -> str:
+    rest = text.split("://", 1)[-1]
+    if "@" not in rest.split("/", 1)[0] and "@" in rest:  # a / in the password, not percent-encoded
+        return _UNPARSEABLE + "; characters such as / @ : % in the password must be percent-encoded"
     netloc = _netloc(text)
     if "," in netloc:
         return "the database URL names several hosts: swrun migrates one server at a time"

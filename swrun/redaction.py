@@ -25,6 +25,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 _MIN_INNER_BASE64 = 6  # a base64 run this long, taken from inside a longer string, is not chance
@@ -116,6 +117,8 @@ def encoded_forms(secret: str, user: str | None = None) -> set[str]:
     """The literal encodings of a secret that are not spelled character by character."""
     data = secret.encode("utf-8", "surrogatepass")
     forms = _base64_forms(data, inner=True)
+    for spelled in {quote(secret, safe=""), quote_plus(secret)} - {secret}:  # base64 of a whole URL holds these
+        forms |= _base64_forms(spelled.encode(), inner=True)
     if user:
         forms |= _base64_forms(f"{user}:{secret}".encode("utf-8", "surrogatepass"), inner=True)
     forms |= {data.hex(), data.hex().upper()}

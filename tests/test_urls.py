@@ -87,3 +87,111 @@ def test_bad_parameters_are_refused(given, message):
 def test_path_parts_are_checked(name):
     with pytest.raises(UsageError):
         records.check_name("environment", name)
+
+
+# -- URL shapes swrun refuses without echoing them ----------------------------------------------
+
+SECRET = "Zx9+/%@: q"
+
+
+@pytest.mark.parametrize("given, words", [
+    ("postgresql://app:Zx9%2B%2F%25%40%3A%20q@db:port/prod", "port is not a number"),
+    ("postgresql://app:Zx9%2B%2F%25%40%3A%20q@db:99999/prod", "port is not a number"),
+    ("postgresql://app@db/prod?port=abc&password=Zx9%2B%2F%25%40%3A%20q", "port is not a number"),
+    ("postgresql://app@db:5432/prod?port=5433&password=Zx9%2B%2F%25%40%3A%20q", "several ports"),
+    ("postgresql://app:Zx9%2B%2F%25%40%3A%20q@db1,db2/prod", "several hosts"),
+    ("postgresql://app:Zx9%2B%2F%25%40%3A%20q@db1:5432,db2:5433/prod", "several hosts"),
+    ("postgresql://app@/prod?host=db1&host=db2&password=Zx9%2B%2F%25%40%3A%20q", "several hosts"),
+    ("postgresql://app@/prod?host=db1,db2&password=Zx9%2B%2F%25%40%3A%20q", "several hosts"),
+    ("postgresql://app:Zx9+/%@: q@db/prod", "cannot parse"),
+    ("postgresql://app:p@ssw0rd-x@db/prod", "cannot parse"),
+])
+def test_bad_url_shapes_are_usage_errors_without_their_text(given, words):
+    with pytest.raises(UsageError) as err:
+        database.normalize_url(given)
+    line = err.value.line()
+    assert err.value.exit_code == 2 and words in line and "\n" not in line
+    for piece in ("Zx9", "%2B", "ssw0rd", "db1", "prod"):
+        assert piece not in line
+
+
+def test_query_password_is_redacted_in_the_shown_url():
+    url = database.normalize_url("postgresql://app@db/prod?sslmode=require&password=Zx9%2B%2F%25%40%3A%20q")
+    shown = database.redact(url)
+    assert "Zx9" not in shown and "password=***" in shown and "sslmode=require" in shown
+    assert database.redact_text("dsn: host=db password='a b c' user=x") == "dsn: host=db password=*** user=x"
+
+
+def test_libpq_tools_never_prompt_and_get_the_password_from_the_environment():
+    from swrun.steps.backup import libpq_args
+
+    for given in ("postgresql://app:Zx9%2B%2F%25%40%3A%20q@db:6000/prod?sslmode=require",
+                  "postgresql://app@db:6000/prod?password=Zx9%2B%2F%25%40%3A%20q&sslmode=require"):
+        args, env = libpq_args(database.normalize_url(given))
+        assert args == ["--no-password", "-h", "db", "-p", "6000", "-U", "app"]
+        assert env["PGPASSWORD"] == SECRET and env["PGSSLMODE"] == "require"
+        assert not any("Zx9" in a for a in args)
+
+
+# -- the encodings ------------------------------------------------------------------------------
+
+def _spellings(user: str, pw: str) -> list[str]:
+    import base64
+    import html
+    import json
+    import re
+    from urllib.parse import quote, quote_plus
+
+    pct = quote(pw, safe="")
+    basic = f"{user}:{pw}".encode()
+    return [pw, pct, re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), pct), quote(pw), quote_plus(pw), json.dumps(pw)[1:-1], json.dumps(pw, ensure_ascii=False)[1:-1],
+            repr(pw)[1:-1], ascii(pw)[1:-1], json.dumps(repr(pw))[1:-1], json.dumps(json.dumps(pw))[1:-1], html.escape(pw),
+            pw.encode().hex(), base64.b64encode(pw.encode()).decode(), base64.urlsafe_b64encode(pw.encode()).decode(),
+            base64.b64encode(basic).decode(), base64.urlsafe_b64encode(basic).decode(),
+            "".join(quote(c, safe="") if i % 2 else c for i, c in enumerate(pw)),
+            "".join(quote(c, safe="").lower() if i % 3 == 1 else c for i, c in enumerate(pw))]
+
+
+@pytest.mark.parametrize("pw", [SECRET, "Pa+ss/w%rd @:\"q'\\é", "abc", "日本語😀", "tab\tnew\nline"])
+def test_every_spelling_is_redacted(pw):
+    from swrun.redaction import Secrets
+
+    secrets = Secrets([pw], user="app")
+    for form in _spellings("app", pw):
+        cleaned, n = secrets.redact(f"<{form}>")
+        assert n >= 1 and cleaned.count("***") >= 1, form
+        assert form not in cleaned
+
+
+def test_base64_of_a_whole_url_loses_the_password():
+    import base64
+    from urllib.parse import quote
+
+    from swrun.redaction import Secrets
+
+    for prefix in ("postgresql://app:", "postgresql://app:x", "x postgresql://app:xy"):
+        text = base64.b64encode(f"{prefix}{quote(SECRET, safe='')}@db/prod".encode()).decode()
+        cleaned, n = Secrets([SECRET], user="app").redact(text)
+        assert n == 1
+        for part in cleaned.split("***"):
+            decoded = base64.b64decode(part + "=" * (-len(part) % 4) if len(part) % 4 != 1 else part[:-1] + "==")
+            assert b"Zx9" not in decoded and b"%2B" not in decoded
+
+
+def test_a_record_keeps_its_structure_when_a_short_password_is_cut_out():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('print("abc")', outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text='url postgresql://u:abc@h/d "abc" \\"abc\\"\n')])])
+    text = records.notebook_text(nb)
+    cleaned, n = records.redact(text, ["abc"])
+    assert n == 4 and "abc" not in cleaned
+    assert nbformat.reads(cleaned, as_version=4).cells[0].outputs[0].text.count("***") == 3
+
+
+def test_secrets_come_from_every_place_libpq_reads(tmp_path):
+    from swrun import redaction
+
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("# comment\ndb:5432:prod:app:from\\:passfile\n*:*:*:other:not-ours\n")
+    url = database.normalize_url(f"postgresql://app:userinfo@db/prod?password=query&passfile={passfile}")
+    found = redaction.secret_values(url, {"PGPASSWORD": "from-env"})
+    assert found == {"userinfo", "query", "from-env", "from:passfile"}
