@@ -125,11 +125,11 @@ class Runbook:
               long_transaction_seconds: float = 300.0, **options) -> "Runbook":
         from pathlib import Path
 
-        from . import params
+        from . import database, params
 
         # the same spelling the runner filed the record under: the gates compare with it
         environment = params.environment_name(environment)
-        lock_timeout = params.check_duration("lock_timeout", lock_timeout)
+        lock_timeout = database.check_duration("lock_timeout", lock_timeout)
         kw = {"project_path": project or None, "environment": environment, "backup_dir": Path(backup_dir),
               "lock_timeout": lock_timeout, "lock_wait_s": float(lock_wait_seconds),
               "long_transaction_s": float(long_transaction_seconds)}

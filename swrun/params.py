@@ -228,8 +228,8 @@ def check_duration(name: str, value: str) -> str:
     """A PostgreSQL duration (``10s``, ``500ms``, ``2min``, ``0``), within int4 milliseconds.
 
     Checked here, before any kernel starts, without importing swrun.database (SQLAlchemy: 0.6 s
-    on the way to the kernel); the upgrade checks again with ``database.check_duration`` as it
-    binds the value through ``set_config()``."""
+    on the way to the kernel); in the kernel, ``Runbook.start`` and the upgrade check again with
+    ``database.check_duration``, and the upgrade binds the value through ``set_config()``."""
     match = _DURATION.fullmatch(check_text(name, str(value), limit=64))
     if not match or float(match[1]) * _UNIT_MS[match[2]] > 2147483647:
         raise UsageError(f"invalid {name} {_shown(value)}: a PostgreSQL duration such as 10s, 500ms, 2min or 0")
