@@ -318,7 +318,9 @@ def test_stamp_drops_its_scratch_database_when_the_build_fails(db_url, project_c
     add_revision(project_copy, "fa11ed000001", HEAD, "op.execute('select 1/0')", slug="divide_by_zero")
     proc = cli("stamp", db_url, project_copy, "fa11ed000001", cwd=workdir)
     assert proc.returncode == 9
-    assert "building the scratch database at fa11ed000001" in one_error_line(proc)
+    line = one_error_line(proc)
+    assert "the migrations cannot be built from an empty database: fa11ed000001 (fa11ed000001_divide_by_zero.py:" in line
+    assert "division by zero" in line and "[swrun] baseline" in line and "not stamped" not in proc.stdout + proc.stderr
     assert scratch_databases() == []
     assert current_revision(db_url) == HEAD
 

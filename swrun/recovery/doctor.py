@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from ..config import RunContext
 from ..database import connect
-from ..errors import SwrunError
+from ..errors import ProjectError, SwrunError
 from ..guards import ledger
 from ..migrations import Project
 from ..result import StepResult, Timer
@@ -93,7 +93,12 @@ def _short(error: str | None) -> str:
     return (error or "").split(" (")[0]
 
 
-def _db_revisions(ctx: RunContext) -> tuple[str, ...]:
+def _db_revisions(ctx: RunContext, project: Project | None = None) -> tuple[str, ...]:
+    """The database's revision(s): read through env.py as ``alembic current`` does when the project
+    loads (a custom version_table / version_table_schema is read where env.py configures it),
+    else straight from alembic_version."""
+    if project is not None:
+        return project.current(ctx.url)
     with connect(ctx.engine) as conn:
         return ledger.database_revisions(conn)
 
@@ -112,7 +117,7 @@ def heads(ctx: RunContext) -> StepResult:
             return _skipped("heads", f"the project does not load ({_short(broken)})", t)
         found = list(project.heads)
         files = {h: project.file_of(h).name for h in found}
-        current = _db_revisions(ctx)
+        current = _db_revisions(ctx, project)
         findings = []
         if len(found) > 1:
             fork = ""
@@ -141,8 +146,8 @@ def revisions(ctx: RunContext) -> StepResult:
         scan = ledger.scan(located)
         with connect(ctx.engine) as conn:
             entries = ledger.read(conn)
-            current = ledger.database_revisions(conn)
         project, broken = _project(ctx)
+        current = _db_revisions(ctx, project)
         missing: dict[str, list[str]] = {}
         for rev in current:
             if rev not in scan.files:
@@ -218,7 +223,7 @@ def _loaded(ctx: RunContext, name: str) -> tuple[Project | None, tuple[str, ...]
     project, broken = _project(ctx)
     if project is None:
         return None, (), _skipped(name, f"the project does not load ({_short(broken)})")
-    current = _db_revisions(ctx)
+    current = _db_revisions(ctx, project)
     unknown = [r for r in current if r not in project.revisions]
     if unknown:
         return None, (), _skipped(name, f"the database is at {', '.join(unknown)}, which no file defines (see Can't locate revision)")
@@ -389,33 +394,35 @@ def enums(ctx: RunContext) -> StepResult:
 # -- alembic_version out of sync with the schema --------------------------------------------------------------------
 
 
+def _linear(project: Project, order: list[str]) -> bool:
+    return len(project.heads) == 1 and all(len(project._parents(project.revisions[r])) <= 1 for r in order)
+
+
 def sync(ctx: RunContext, *, where: str = "embedded") -> StepResult:
+    """The live schema against the migrations built (one Alembic run) to the recorded revision;
+    when they differ on a linear history, one more build to head, snapshotted after every
+    revision, names the revision the schema does match."""
     with Timer() as t:
         project, current, skipped = _loaded(ctx, "sync")
         if skipped:
             return skipped
         order = project.topo_order(set(project.revisions))
-        linear = len(project.heads) == 1 and all(
-            len(project._parents(project.revisions[r])) <= 1 for r in order)
         at = ", ".join(current) or "<base>"
-        live = scratch.live_snapshot(ctx)
         matches: list[str] = []
-        with scratch.database(ctx, where, "doctor") as url:
-            if linear:
-                upto = order[: order.index(current[0]) + 1] if current else []
-                states = {"<base>": scratch.snapshot(url)}
-                for rev in upto:
-                    scratch.build(project, url, [rev], label=f" at {rev}")
-                    states[rev] = scratch.snapshot(url)
-                differences = scratch.compare(states[current[0] if current else "<base>"], live, at=at)
-                if differences:  # which revision does the schema match? walk on to head
-                    for rev in order[len(upto):]:
-                        scratch.build(project, url, [rev], label=f" at {rev}")
-                        states[rev] = scratch.snapshot(url)
-                    matches = [rev for rev, snap in states.items() if not scratch.compare(snap, live)]
-            else:
-                scratch.build(project, url, list(current), label=f" at {at}")
-                differences = scratch.compare(scratch.snapshot(url), live, at=at)
+        try:
+            with scratch.database(ctx, where, "doctor") as url:
+                built = scratch.build(project, url, current)
+                expected = scratch.snapshot(url, built.version_table)
+            live = scratch.live_snapshot(ctx, built.version_table)
+            differences = scratch.compare(expected, live, at=at)
+            if differences and _linear(project, order):  # which revision does the schema match?
+                with scratch.database(ctx, where, "doctor") as url:
+                    states = scratch.build(project, url, project.heads, every_state=True).states
+                matches = [rev for rev, snap in states.items() if not scratch.compare(snap, live)]
+        except scratch.BuildFailed as exc:
+            return StepResult("doctor-sync", outcome="failed", summary=f"not checked: {exc.line()}", error=exc.line(),
+                              seconds=t.seconds, data={"case": CASES["sync"], "findings": [], "current": list(current),
+                                                       "differences": [], "matches": [], "scratch": where})
         findings = []
         if differences:
             first = "; ".join(f"{d['kind']} {d['object']} {d['difference']}" for d in differences[:3])
@@ -426,9 +433,9 @@ def sync(ctx: RunContext, *, where: str = "embedded") -> StepResult:
                 evidence += f"; the live schema matches revision {', '.join(matches)} of the migrations"
                 action = (f"if nobody changed the schema by hand, the version table is what is wrong: `swrun stamp {newest}` "
                           "(it builds the revision again and stamps only if the schema matches)")
-                if not current or newest not in project.ancestors(current):
+                if not current or newest == "<base>" or newest not in project.ancestors(current):
                     action += f"; do not deploy first: the changes of the revisions up to {newest} are already there and would fail"
-                commands = [f"swrun stamp {newest}"]
+                commands = [f"swrun stamp {'base' if newest == '<base>' else newest}"]
             else:
                 action = ("the schema was changed outside Alembic (the table shows what): revert the change, or write it as a "
                           "migration (swrun revision --autogenerate) and deploy; do not stamp (the guide: only if you're "
@@ -446,11 +453,24 @@ CHECKS = {"heads": heads, "revisions": revisions, "pending": pending, "enums": e
 
 
 def diagnose(ctx: RunContext, *, where: str = "embedded") -> list[StepResult]:
-    """Every check; a check that cannot run says why."""
+    """Every check; a check that cannot run says why.
+
+    Two failures end the diagnosis, as one line: the database cannot be reached, and swrun's
+    check of where the project's env.py connects refuses (for the target, or for a scratch
+    database: env.py would read or migrate a database swrun did not name, so no check's
+    result would be true)."""
+    project, _ = _project(ctx)
+    if project is not None:
+        try:
+            project.current(ctx.url)
+        except ProjectError:  # env.py itself fails: each check that needs it says so
+            pass
     results = []
     for name, fn in CHECKS.items():
         try:
             results.append(fn(ctx, where=where) if name == "sync" else fn(ctx))
+        except scratch.Refused:
+            raise
         except SwrunError as exc:
             if exc.exit_code == 4:  # the database cannot be reached: nothing else will work either
                 raise
@@ -472,8 +492,10 @@ def text(results: list[StepResult], ctx: RunContext) -> str:
     for r in results:
         lines.append(f"  {mark.get(r.outcome, '?')} {CASES[r.step.removeprefix('doctor-')]}: {r.summary}")
     findings = [Finding(**f) for r in results for f in r.data.get("findings", [])]
+    unchecked = [CASES[r.step.removeprefix("doctor-")] for r in results if r.outcome in ("failed", "skipped")]
     if not findings:
-        lines.append("no problems found")
+        lines.append(f"nothing found by the checks that ran, but {len(unchecked)} could not run: {', '.join(unchecked)}"
+                     if unchecked else "no problems found")
         return "\n".join(lines)
     lines.append(f"{len(findings)} finding(s):")
     for i, f in enumerate(findings, 1):

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 
 import pandas as pd
@@ -26,6 +25,9 @@ from ..guards import lint
 from ..migrations import Project
 from ..steps import upgrade, verify as verify_step
 from ..result import StepResult, Timer
+
+
+_RELATIVE = re.compile(r"^(?:[^@\s]+@)?-\d+$")
 
 
 def _down_revisions(project: Project, rev: str) -> tuple[str, ...]:
@@ -43,6 +45,12 @@ def resolve_target(project: Project, current: tuple[str, ...], *, to: str = "", 
     if not current:
         raise UsageError("the database is at <base> (no revision applied): there is nothing to roll back")
     below = project.ancestors(current)
+    if to and _RELATIVE.match(to):  # "-1", "expand@-1": Alembic plans these from the current heads, per branch
+        try:
+            project.plan(current, to, "downgrade")
+        except StateError as exc:
+            raise UsageError(f"cannot roll back to {to!r}: {exc.args[0]}") from None
+        return to
     if to:
         wanted = project.resolve(to)  # UsageError for a revision no file defines
         if len(wanted) > 1:
@@ -68,62 +76,59 @@ def resolve_target(project: Project, current: tuple[str, ...], *, to: str = "", 
     return position or "base"
 
 
-def downgrade_sql(project: Project, url, current: tuple[str, ...], target: str) -> dict[str, str]:
-    """The SQL each revision's downgrade() would run, rendered offline (``alembic downgrade --sql current:target``)."""
-    if len(current) != 1:
-        return {}
-    buffer = io.StringIO()
-
-    def plan(rev, context):
-        return project.script._downgrade_revs(target, rev)
-
-    project._timings = []
-    project._run_env(url, project._timed(plan, [], "downgrade", buffer), as_sql=True, buffer=buffer,
-                     starting_rev=current[0], destination_rev=target)
-    return {f"{a.revision} downgrade ({project.description(a.revision)})": a.sql.strip() for a in project._timings}
+def downgrade_sql(project: Project, url, current: tuple[str, ...], target: str) -> tuple[dict[str, str], list[str]]:
+    """The SQL each revision's downgrade() would run, rendered offline (``alembic downgrade --sql current:target``),
+    and a note per revision that cannot render offline (it still runs online)."""
+    code, notes = {}, []
+    for a in project.offline_sql(url, current, target, direction="downgrade"):
+        if getattr(a, "offline_error", None):
+            notes.append(f"{a.revision}'s downgrade has no offline SQL ({a.where}): {a.offline_error}")
+        else:
+            code[f"{a.revision} downgrade ({project.description(a.revision)})"] = a.sql.strip()
+    return code, notes
 
 
-_DROP_TABLE = re.compile(r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<t>[\w.\"]+)", re.I)
-_DROP_COLUMN = re.compile(r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<t>[\w.\"]+)\s+DROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?(?P<c>[\w\"]+)", re.I)
-_DELETE = re.compile(r"\bDELETE\s+FROM\s+(?:ONLY\s+)?(?P<t>[\w.\"]+)", re.I)
+_REMOVES = {"drop-table": "drops the table", "drop-column": "drops the column (rows now: its non-null values)",
+            "delete": "deletes rows (rows now: the whole table)", "truncate": "empties the table (rows now: the whole table)"}
 
 
 def data_at_risk(conn, sql_texts: list[str]) -> list[dict]:
-    """Tables dropped, columns dropped and tables deleted from by the downgrade SQL, with what they hold now."""
+    """Tables dropped, columns dropped and tables deleted from (or truncated) by the downgrade SQL, with what
+    they hold now; the SQL read by PostgreSQL's own parser (swrun.sql), names quoted before they reach a query."""
+    from .. import sql
+
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
 
-    def count(sql: str) -> int | None:
+    def count(query: str) -> int | None:
         try:
             with conn.begin_nested():
-                return int(conn.exec_driver_sql(sql).scalar())
-        except Exception:
+                return int(conn.exec_driver_sql(query).scalar())
+        except Exception:  # the object is not there (yet): nothing of it to lose
             return None
 
-    def qualified(name: str) -> str:
-        return name if "." in name else f"public.{name}"
-
-    for text in sql_texts:
-        for m in _DROP_TABLE.finditer(text):
-            t = m.group("t").replace('"', "")
-            if ("table", t) not in seen:
-                seen.add(("table", t))
-                rows.append({"object": qualified(t), "what the downgrade does": "drops the table",
-                             "rows now": count(f"select count(*) from {m.group('t')}")})
-        for m in _DROP_COLUMN.finditer(text):
-            t, c = m.group("t").replace('"', ""), m.group("c").replace('"', "")
-            if c.upper() in ("CONSTRAINT", "DEFAULT", "NOT") or ("column", f"{t}.{c}") in seen:
+    for action in (a for text in sql_texts for st in sql.statements(text) for a in st.actions if a.op in _REMOVES):
+        table = action.table
+        shown = str(table) if table.schema else f"public.{table.name}"
+        if action.op == "drop-column":
+            if not action.name:
                 continue
-            seen.add(("column", f"{t}.{c}"))
-            rows.append({"object": f"{qualified(t)}.{c}", "what the downgrade does": "drops the column (rows now: its non-null values)",
-                         "rows now": count(f"select count({m.group('c')}) from {m.group('t')}")})
-        for m in _DELETE.finditer(text):
-            t = m.group("t").replace('"', "")
-            if ("delete", t) not in seen:
-                seen.add(("delete", t))
-                rows.append({"object": qualified(t), "what the downgrade does": "deletes rows (rows now: the whole table)",
-                             "rows now": count(f"select count(*) from {m.group('t')}")})
+            key, query = f"{shown}.{action.name}", f"select count({sql.quote_ident(action.name)}) from {table.sql}"
+        else:
+            key, query = shown, f"select count(*) from {table.sql}"
+        if (action.op, key) in seen:
+            continue
+        seen.add((action.op, key))
+        rows.append({"object": key, "what the downgrade does": _REMOVES[action.op], "rows now": count(query)})
     return [r for r in rows if r["rows now"] is not None]
+
+
+def _heads_after(project: Project, current: tuple[str, ...], target: str) -> list[str]:
+    """The database's heads once Alembic's downgrade plan to ``target`` has run."""
+    heads = list(current)
+    for step in project.plan(current, target, "downgrade"):
+        heads = [h for h in heads if h not in step.from_revisions] + [r for r in step.to_revisions if r not in heads]
+    return heads
 
 
 def plan(ctx: RunContext, *, to: str = "", steps: int = 0) -> StepResult:
@@ -132,15 +137,16 @@ def plan(ctx: RunContext, *, to: str = "", steps: int = 0) -> StepResult:
         current = project.current(ctx.url)
         project.check_current(current)  # a revision no file defines: StateError (swrun doctor explains it)
         target = resolve_target(project, current, to=to, steps=steps)
-        undo = project.to_downgrade(current, target)
+        undo = project.to_downgrade(current, target)  # Alembic's plan: a branch's rollback undoes only that branch
+        after = _heads_after(project, current, target)
         notes: list[str] = []
         try:
-            code = downgrade_sql(project, ctx.url, current, target) if undo else {}
-        except SwrunError:
-            raise
-        except Exception as exc:  # a downgrade that cannot render offline still runs online
+            code, notes = downgrade_sql(project, ctx.url, current, target) if undo else ({}, [])
+        except StateError:
+            raise  # env.py connected elsewhere: nothing may run
+        except SwrunError as exc:  # a downgrade that cannot render offline still runs online
             code = {}
-            notes.append(f"the downgrade SQL could not be rendered offline: {type(exc).__name__}: {ctx.scrub(str(exc))[:200]}")
+            notes.append(f"the downgrade SQL could not be rendered offline: {exc.line()[:300]}")
         with connect(ctx.engine) as conn:
             risk = data_at_risk(conn, list(code.values()))
         rows = []
@@ -153,7 +159,8 @@ def plan(ctx: RunContext, *, to: str = "", steps: int = 0) -> StepResult:
         notes.append(f"downgrade() of {', '.join(empty)} does nothing: the version moves back, its changes stay")
     losing = [r for r in risk if r["rows now"]]
     result = StepResult("rollback-plan", seconds=t.seconds, outcome="warning" if (losing or empty) else "ok")
-    result.data = {"current": list(current), "target": target, "undo": undo, "data_at_risk": risk, "notes": notes}
+    result.data = {"current": list(current), "target": target, "after": after, "undo": undo, "data_at_risk": risk,
+                   "notes": notes}
     result.tables["to undo (newest first)"] = pd.DataFrame(rows, columns=["revision", "description", "file", "downgrade"])
     result.tables["data the downgrade removes"] = pd.DataFrame(risk, columns=["object", "what the downgrade does", "rows now"])
     result.code = code
@@ -161,7 +168,7 @@ def plan(ctx: RunContext, *, to: str = "", steps: int = 0) -> StepResult:
     if not undo:
         result.summary = f"nothing to roll back: the database is at {where}"
     else:
-        result.summary = f"roll back {len(undo)} revision(s): {where} -> {target}"
+        result.summary = f"roll back {len(undo)} revision(s): {where} -> {', '.join(after) or '<base>'}"
         if losing:
             result.summary += "; data removed: " + ", ".join(f"{r['object']} ({r['rows now']})" for r in losing)
     if notes:
@@ -185,7 +192,9 @@ def run(ctx: RunContext, target: str, expected_current: list[str] | None = None)
     return result
 
 
-def verify(ctx: RunContext, target: str, done: StepResult | None) -> StepResult:
-    result = verify_step.run(ctx, target=target, baseline=getattr(done, "baseline", None))
+def verify(ctx: RunContext, target: str, done: StepResult | None, expected: list[str] | None = None) -> StepResult:
+    """``expected``: the plan's heads after the rollback (a branch's rollback keeps the other branch's head)."""
+    wanted = tuple(expected) if expected is not None else target
+    result = verify_step.run(ctx, target=wanted, baseline=getattr(done, "baseline", None))
     result.step = "rollback-verify"
     return result

@@ -13,8 +13,10 @@ It is dropped afterwards, also when the build or the comparison fails.
 from __future__ import annotations
 
 import contextlib
-import re
+import importlib
 import secrets
+import sys
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from sqlalchemy.engine import URL
@@ -22,7 +24,8 @@ from sqlalchemy.engine import URL
 from .. import schema
 from ..config import RunContext
 from ..database import connect, make_engine, normalize_url, scrub
-from ..errors import DatabaseError, MigrationFailed, UsageError
+from .. import sql
+from ..errors import DatabaseError, MigrationFailed, ProjectError, StateError, SwrunError, UsageError
 from ..migrations import Project
 
 WHERE = ("embedded", "target")
@@ -70,30 +73,128 @@ def database(ctx: RunContext, where: str = "embedded", label: str = "scratch") -
         drop()
 
 
-def build(project: Project, url: URL, revisions: tuple[str, ...] | list[str], *, label: str = "") -> None:
-    """Upgrade the (empty) database at ``url`` to each of ``revisions`` in turn, with the project's env.py."""
-    for rev in revisions:
-        try:
-            project.apply(url, rev)
-        except MigrationFailed as exc:
-            raise MigrationFailed(f"building the scratch database{label}: {exc.args[0]}", revision=exc.revision) from None
+class Refused(StateError):
+    """swrun's check of where env.py connects refused a scratch build: env.py did not connect to
+    the scratch database (nothing ran)."""
 
 
-def snapshot(url: URL) -> dict:
+class BuildFailed(StateError):
+    """The migrations do not build from an empty database (the chain starts on tables the
+    application creates, or a revision fails): no comparison with a scratch build means anything."""
+
+
+def load_baseline(project: Project):
+    """``[swrun] baseline = module:attribute``: a MetaData (or a callable taking a Connection) that
+    an empty database needs before the first revision; None when the project names none."""
+    spec = (project.option("baseline") or "").strip()
+    if not spec:
+        return None
+    module_name, _, attr = spec.partition(":")
+    here = str(project.ini_path.parent)
+    if here not in sys.path:  # module paths are relative to the ini's directory, as for [swrun] metadata
+        sys.path.insert(0, here)
+    try:
+        obj = importlib.import_module(module_name.strip())
+        for part in (attr or "metadata").strip().split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise ProjectError(f"cannot load the baseline {spec!r} ([swrun] baseline): {type(exc).__name__}: {exc}") from None
+    if not (hasattr(obj, "create_all") or callable(obj)):
+        raise ProjectError(f"the baseline {spec!r} is neither a MetaData nor a callable taking a Connection")
+    return obj
+
+
+def _lay_baseline(project: Project, url: URL) -> str | None:
+    """Create the baseline's tables in the (empty) scratch database, on swrun's own connection to it."""
+    found = load_baseline(project)
+    if found is None:
+        return None
     engine = make_engine(url)
     try:
         with connect(engine) as conn:
-            return without_version_table(schema.snapshot(conn))
+            found.create_all(conn) if hasattr(found, "create_all") else found(conn)
+            conn.commit()
+    except SwrunError:
+        raise
+    except Exception as exc:
+        text = scrub(" ".join(str(getattr(exc, "orig", None) or exc).split()), url)[:300]
+        raise BuildFailed(f"the baseline {project.option('baseline')!r} does not build in an empty database: "
+                          f"{type(getattr(exc, 'orig', None) or exc).__name__}: {text}") from None
+    finally:
+        engine.dispose()
+    return project.option("baseline")
+
+
+def _target(project: Project, revisions: tuple[str, ...]):
+    """What one ``alembic upgrade`` takes to reach exactly ``revisions``."""
+    if len(revisions) == 1:
+        return revisions[0]
+    if set(revisions) == set(project.heads):
+        return "heads"
+    return tuple(revisions)
+
+
+@dataclass
+class Built:
+    """A scratch build: the version table Alembic wrote (as env.py configured it) and, when asked
+    for, the schema after each revision, in the order they were applied."""
+
+    version_table: str = VERSION_TABLE
+    states: dict[str, dict] = field(default_factory=dict)
+
+
+def build(project: Project, url: URL, revisions: tuple[str, ...] | list[str], *, every_state: bool = False) -> Built:
+    """Bring the empty database at ``url`` to ``revisions`` as ONE ``alembic upgrade`` does: the
+    baseline first (``[swrun] baseline``), then a single run of the project's env.py, so a chain
+    that only builds in one run (a later revision re-declaring an enum) builds here too.
+
+    ``every_state``: also snapshot the schema after each revision (inside its transaction, before
+    its commit), and before the first (``<base>``): every intermediate state from the one run.
+    Raises BuildFailed when a revision fails; the StateError of swrun's check of where env.py
+    connected passes through unchanged (nothing ran then).
+    """
+    revisions = tuple(revisions)
+    baseline = _lay_baseline(project, url)
+    built = Built()
+    if every_state:
+        built.states["<base>"] = snapshot(url)
+
+    def on_revision(mctx, step) -> None:
+        built.version_table = mctx.version_table or VERSION_TABLE
+        if every_state:
+            for rev in step.up_revision_ids:
+                built.states[rev] = without_version_table(schema.snapshot(mctx.connection), built.version_table)
+
+    if not revisions:
+        return built
+    try:
+        project.apply(url, _target(project, revisions), lock_timeout=None, on_revision=on_revision,
+                      expect_database=url.database, durable=False)
+    except BuildFailed:
+        raise
+    except StateError as exc:  # nothing ran: env.py connected elsewhere, or Alembic cannot plan the build
+        raise Refused(f"the scratch database for {', '.join(revisions)}: {exc.args[0]}", hint=exc.hint) from None
+    except MigrationFailed as exc:
+        said = exc.args[0].removeprefix("revision ").replace(" failed during upgrade: ", " failed: ", 1)
+        advice = (f"with the baseline {baseline!r} ([swrun] baseline) laid first" if baseline else
+                  "if the chain starts on tables the application creates itself, set [swrun] baseline = module:attribute "
+                  "(their MetaData) in alembic.ini")
+        raise BuildFailed(f"the migrations cannot be built from an empty database: {said[:400]}; {advice}") from None
+    return built
+
+
+def snapshot(url: URL, version_table: str = VERSION_TABLE) -> dict:
+    engine = make_engine(url)
+    try:
+        with connect(engine) as conn:
+            return without_version_table(schema.snapshot(conn), version_table)
     finally:
         engine.dispose()
 
 
-def live_snapshot(ctx: RunContext) -> dict:
+def live_snapshot(ctx: RunContext, version_table: str = VERSION_TABLE) -> dict:
     with connect(ctx.engine) as conn:
-        return without_version_table(schema.snapshot(conn))
-
-
-_INDEX_ON = re.compile(r"\sON\s+(?:ONLY\s+)?(?:[\w\"]+\.)?\"?(?P<t>[\w]+)\"?\s+USING\b", re.I)
+        return without_version_table(schema.snapshot(conn), version_table)
 
 
 def without_version_table(snap: dict, table: str = VERSION_TABLE) -> dict:
@@ -111,8 +212,7 @@ def without_version_table(snap: dict, table: str = VERSION_TABLE) -> dict:
             if kind == "constraints" and str(row[3]).startswith("NOT NULL "):
                 continue
             if kind == "indexes":
-                match = _INDEX_ON.search(str(row[2]))
-                if match and match.group("t") == table:
+                if sql.index_table(str(row[2])) == table:
                     continue
             kept.append(row)
         out[kind] = kept

@@ -13,12 +13,11 @@ branch (one that is not between base and the head(s) of the branch the database 
 
 from __future__ import annotations
 
-import contextlib
-import io
+import sqlalchemy as sa
 
 from ..config import RunContext
 from ..database import connect, migration_lock
-from ..errors import StateError, UsageError
+from ..errors import ProjectError, StateError, SwrunError, UsageError
 from ..guards import ledger
 from ..migrations import Project, _alembic_errors
 from ..result import StepResult, Timer
@@ -36,14 +35,53 @@ def branch_of(project: Project, current: tuple[str, ...]) -> tuple[list[str], se
     return heads, project.ancestors(heads)
 
 
+def _current(ctx: RunContext, project: Project) -> tuple[str, ...]:
+    """The database's revision(s) through env.py, as Alembic reads them (a custom version table too;
+    a revision no file defines is read all the same); straight from alembic_version only when env.py
+    itself fails (stamping is for databases Alembic has trouble with). swrun's check of where env.py
+    connects is never bypassed: its StateError passes through."""
+    try:
+        return project.current(ctx.url)
+    except ProjectError:
+        with connect(ctx.engine) as conn:
+            return ledger.database_revisions(conn)
+
+
+def _stamp(ctx: RunContext, project: Project, before: tuple[str, ...], target: list[str]) -> None:
+    """``alembic stamp --purge``, through swrun's env.py runner (where env.py connects is checked,
+    url_env routed). The rows of revisions no file defines are deleted first, on swrun's own
+    connection, from the version table env.py configured (Alembic cannot step from them)."""
+    from .. import runtime, sql
+
+    unknown = [r for r in before if r not in project.revisions]
+    if unknown:
+        name, schema = project.version_table
+        table = ".".join(sql.quote_ident(part) for part in (schema, name) if part)
+        with connect(ctx.engine) as conn:
+            conn.execute(sa.text(f"delete from {table} where version_num = any(:gone)"), {"gone": unknown})
+            conn.commit()
+    known = tuple(r for r in before if r in project.revisions)
+
+    def do_stamp(rev, context):
+        return project.script._stamp_revs(tuple(target), known)
+
+    try:
+        runtime.run_env(project, ctx.url, do_stamp, destination_rev=tuple(target) or None)
+    except SwrunError:
+        raise
+    except _alembic_errors() as exc:
+        raise StateError(f"cannot stamp {', '.join(target) or 'base'}: {exc}") from None
+    except Exception as exc:
+        raise runtime.env_error(project, exc, ctx.url, "stamping") from None
+
+
 def check(ctx: RunContext, revision: str, *, where: str = "embedded", override: bool = False) -> StepResult:
     if not (revision or "").strip():
         raise UsageError("which revision to stamp? (swrun stamp REV)")
     project = ctx.project
     with Timer() as t:
         wanted = project.resolve(revision)  # UsageError for a revision no file defines
-        with connect(ctx.engine) as conn:
-            current = ledger.database_revisions(conn)  # read directly: stamping is for databases Alembic cannot read
+        current = _current(ctx, project)
         heads, allowed = branch_of(project, current)
         outside = [w for w in wanted if w not in allowed]
         if outside:
@@ -52,16 +90,16 @@ def check(ctx: RunContext, revision: str, *, where: str = "embedded", override: 
                 f"{', '.join(heads)} (the database is at {', '.join(current) or '<base>'})",
                 hint="stamp a revision of the database's own branch")
         at = ", ".join(wanted) or "<base>"
-        live = scratch.live_snapshot(ctx)
         with scratch.database(ctx, where, "stamp") as url:
-            scratch.build(project, url, wanted, label=f" at {at}")
-            expected = scratch.snapshot(url)
+            built = scratch.build(project, url, wanted)
+            expected = scratch.snapshot(url, built.version_table)
+        live = scratch.live_snapshot(ctx, built.version_table)
         differences = scratch.compare(expected, live, at=at)
     matched = not differences
     outcome = "ok" if matched else ("warning" if override else "failed")
     result = StepResult("stamp-check", outcome=outcome, seconds=t.seconds)
     result.data = {"revision": revision, "target": list(wanted), "current": list(current), "branch_heads": heads,
-                   "scratch": where, "matched": matched, "differences": differences, "override": bool(override)}
+                   "scratch": where, "version_table": built.version_table, "matched": matched, "differences": differences, "override": bool(override)}
     result.expected = expected  # not part of as_dict: the stamp step compares against it again
     result.tables[f"schema differences: migrations at {at} vs the live database"] = scratch.frame(differences)
     if matched:
@@ -84,24 +122,15 @@ def run(ctx: RunContext, checked: StepResult, *, override: bool = False) -> Step
     target = list(checked.data["target"])
     with Timer() as t:
         with migration_lock(ctx.engine, wait_s=ctx.lock_wait_s):
-            now = scratch.compare(checked.expected, scratch.live_snapshot(ctx), at=", ".join(target) or "<base>")
+            table = checked.data.get("version_table") or scratch.VERSION_TABLE
+            now = scratch.compare(checked.expected, scratch.live_snapshot(ctx, table), at=", ".join(target) or "<base>")
             if now and not override:
                 raise StateError(f"the schema changed since the check: {len(now)} difference(s) now (first: {now[0]['object']})",
                                  hint="run the stamp again")
-            with connect(ctx.engine) as conn:
-                before = ledger.database_revisions(conn)
+            before = _current(ctx, project)
             if set(before) != set(target) or len(before) != len(target):
-                try:
-                    with contextlib.redirect_stdout(io.StringIO()):
-                        from alembic import command
-
-                        # purge: the version table holds exactly the stamped revision(s) afterwards,
-                        # also when it held a revision no file defines
-                        command.stamp(project.config(ctx.url), target or "base", purge=True)
-                except _alembic_errors() as exc:
-                    raise StateError(f"cannot stamp {', '.join(target) or 'base'}: {exc}") from None
-            with connect(ctx.engine) as conn:
-                after = ledger.database_revisions(conn)
+                _stamp(ctx, project, before, target)
+            after = _current(ctx, project)
         kept = ledger.record(ctx.engine, project, applied=[], current=after, run_id=ctx.run_id)
         was = {r for r in before if r in project.revisions}
         undone = project.ancestors(was) - project.ancestors(after) if was else set()

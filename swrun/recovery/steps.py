@@ -42,7 +42,7 @@ def _rollback(rb: Runbook) -> StepResult:
 @register("rollback-verify")
 def _rollback_verify(rb: Runbook) -> StepResult:
     planned = rb.result("rollback-plan")
-    return rollback.verify(rb.ctx, planned.data["target"], rb.result("rollback"))
+    return rollback.verify(rb.ctx, planned.data["target"], rb.result("rollback"), planned.data.get("after"))
 
 
 # -- stamp ----------------------------------------------------------------------------------------------
