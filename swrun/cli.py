@@ -184,6 +184,9 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("XDG_RUNTIME_DIR", _runtime_dir())
+    from .redaction import guard_stdio
+
+    guard_stdio()  # what a project's env.py prints in this process: no secret swrun has met
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
@@ -215,7 +218,15 @@ def _context(args, **extra):
     return ctx
 
 
+PATH_OPTIONS = ("project", "reports_dir", "backup_dir", "out_dir", "sql_file", "out")
+
+
 def _dispatch(args) -> int:
+    from . import params
+
+    for name in PATH_OPTIONS:  # operator paths go anywhere, but a name the OS refuses is one line, not a traceback
+        if getattr(args, name, None) is not None:
+            params.check_path("--" + name.replace("_", "-"), getattr(args, name))
     if args.verb == "db":
         return _db(args)
     if args.verb in ("status", "preview", "verify"):
@@ -298,6 +309,9 @@ def _run_settings(args, pairs=()) -> tuple[dict, dict]:
     given, settings = params.take_run_options(pairs, {"environment": args.env, "reports_dir": args.reports_dir,
                                                       "backup_dir": args.backup_dir, "operator": args.operator,
                                                       "project": args.project})
+    for name in ("project", "reports_dir", "backup_dir"):
+        if settings[name] is not None:
+            params.check_path(name, settings[name])
     return given, dict(settings, environment=params.environment_name(settings["environment"]))
 
 

@@ -205,10 +205,21 @@ def _shown(value: Any) -> str:
 
 def check_text(name: str, value: str, *, limit: int | None = None) -> str:
     limit = limit or _LIMITS.get(name, STRING_LIMIT)
+    label = name if name.startswith("-") else f"parameter {name!r}"  # an option (--reports-dir) or a parameter
     if len(value) > limit:
-        raise UsageError(f"parameter {name!r} is {len(value)} characters long, at most {limit} are accepted")
+        raise UsageError(f"{label} is {len(value)} characters long, at most {limit} are accepted")
     if _CONTROL.search(value):
-        raise UsageError(f"parameter {name!r} holds a control character (a newline, tab, NUL, ...): {_shown(value)}")
+        raise UsageError(f"{label} holds a control character (a newline, tab, NUL, ...): {_shown(value)}")
+    return value
+
+
+def check_path(name: str, value: str) -> str:
+    """An operator's path (a directory or file to use): any place, but one the OS can open: at most
+    4096 characters, each part at most 255 bytes, no control characters."""
+    check_text(name, value, limit=4096)
+    long = next((part for part in value.split("/") if len(part.encode()) > 255), None)
+    if long is not None:
+        raise UsageError(f"{name} {_shown(value)} has a part of {len(long.encode())} bytes: a file name has at most 255")
     return value
 
 

@@ -34,6 +34,8 @@ INJECTION_BACKSLASH = 'head\\"); import os; os.system("touch /tmp/pwned_swrun") 
 # SQL that would run if a value were spliced into a statement: a table on the target, a role (cluster-wide,
 # so it outlives a rehearsal copy that is dropped at the end of the run)
 SQL_PAYLOAD = "1s'; CREATE TABLE pwned(); CREATE ROLE pwned_role; SELECT '1"
+URL_PW = "Secretpw1"  # long enough that its redaction leaves the message readable
+LONG_PART = "d" * 300  # a path part longer than a file name may be
 BIG = "x" * 120 * 1024  # an operator name of 120 KB
 PROD_STEPS = ("--env", "production")
 
@@ -172,6 +174,14 @@ def reports_with_index(lines: list[str]):
     return setup
 
 
+def runbook_copy(name: str):
+    def setup(env: Env) -> None:
+        from swrun.runner import RUNBOOKS_DIR
+
+        (env.workdir / f"{name}.ipynb").write_text((RUNBOOKS_DIR / "deploy.ipynb").read_text())
+    return setup
+
+
 def garbage_runbook(env: Env) -> None:
     env.blocker = env.workdir / "broken.ipynb"
     env.blocker.write_text("{ this is not json")
@@ -257,10 +267,18 @@ CASES = [
                  id="no-such-database"),
     pytest.param(Case(("status", *DB), DATABASE, ("nope_xyz", ":{port}/"), setup=missing_database),
                  id="no-such-database-names-real-port"),
-    pytest.param(Case(("status", "--database-url", "mysql://u:p@localhost/x", "--project", "{ini}"),
-                      USAGE, ("unsupported", "mysql")), id="driver-mysql"),
-    pytest.param(Case(("status", "--database-url", "postgresql+asyncpg://u:p@localhost/x", "--project", "{ini}"),
-                      USAGE, ("unsupported", "asyncpg")), id="driver-asyncpg"),
+    pytest.param(Case(("status", "--database-url", f"mysql://u:{URL_PW}@localhost/x", "--project", "{ini}"),
+                      USAGE, ("unsupported", "mysql"), absent=(URL_PW,)), id="driver-mysql"),
+    pytest.param(Case(("status", "--database-url", f"postgresql+pg8000://u:{URL_PW}@localhost/x", "--project", "{ini}"),
+                      USAGE, ("unsupported", "pg8000"), absent=(URL_PW,)), id="driver-pg8000"),
+    *[pytest.param(Case(("status", "--database-url", url, "--project", "{ini}"), code, expect, absent=(URL_PW,)), id=name)
+      for name, url, code, expect in (
+        ("url-port-not-a-number", f"postgresql://u:{URL_PW}@localhost:abc/x", USAGE, ("port is not a number",)),
+        ("url-port-out-of-range", f"postgresql://u:{URL_PW}@localhost:99999/x", USAGE, ("port is not a number",)),
+        ("url-several-hosts", f"postgresql://u:{URL_PW}@h1,h2/x", USAGE, ("several hosts",)),
+        ("url-does-not-parse", f"postgresql://u:{URL_PW}@[::1/x", USAGE, ("cannot parse the database URL", "not shown")),
+        ("url-password-query-parameter", f"postgresql://u@127.0.0.1:1/x?password={URL_PW}", DATABASE, ("cannot reach",)),
+    )],
     pytest.param(Case(("status", "--database-url", "{url}", "--project", "/nonexistent/alembic.ini"),
                       PROJECT, ("no alembic.ini", "/nonexistent")), id="missing-alembic-ini"),
     pytest.param(Case(("status", *DB), PROJECT, ("alembic.ini",), setup=broken_ini), id="broken-alembic-ini"),
@@ -418,6 +436,20 @@ CASES = [
          ("invalid statement_timeout",)),
         ("status-to-sql", "status", ("--to", SQL_PAYLOAD), ("invalid target",)),
     )],
+    pytest.param(Case(("run", *DB, "./my book.ipynb"), USAGE, ("invalid runbook name 'my book'",), setup=runbook_copy("my book")),
+                 id="runbook-file-name-unsafe"),
+    pytest.param(Case(("deploy", *DB, "--reports-dir", LONG_PART), USAGE, ("has a part of 300 bytes",), check=workdir_empty),
+                 id="reports-dir-part-too-long"),
+    pytest.param(Case(("reports", "list", "--reports-dir", "d" * 5000), USAGE, ("--reports-dir is 5000 characters long",)),
+                 id="reports-list-dir-too-long"),
+    pytest.param(Case(("preview", *DB, "--out-dir", "o/" * 3000), USAGE, ("--out-dir is 6000 characters long",), check=workdir_empty),
+                 id="preview-out-dir-too-long"),
+    pytest.param(Case(("run", *DB, "deploy", "-p", "backup_dir", LONG_PART), USAGE, ("has a part of 300 bytes",),
+                      check=workdir_empty), id="backup-dir-parameter-part-too-long"),
+    pytest.param(Case(("reports", "show", "../../etc", "--reports-dir", "reports"), USAGE, ("no run '../../etc'",),
+                      setup=reports_with_index([])), id="reports-show-traversal"),
+    pytest.param(Case(("reports", "list", "--since", "notadate", "--reports-dir", "reports"), USAGE, ("cannot read the time",),
+                      setup=reports_with_index([])), id="reports-since-not-a-date"),
     pytest.param(Case(("revision", *DB, "-m", "x", "--rev-id", "../../evil"), USAGE, ("invalid rev_id",), check=no_revision_file),
                  id="revision-rev-id-traversal"),
     pytest.param(Case(("revision", *DB, "-m", "m" * 2000), USAGE, ("'message' is 2000 characters long",)),
