@@ -277,3 +277,39 @@ def scrub_file(path: Path, secrets: Secrets) -> int:
         os.chmod(tmp, path.stat().st_mode & 0o777)
         os.replace(tmp, path)
     return n
+
+
+class ScrubbingStream:
+    """A text stream that writes whole lines with every secret this process has met taken out:
+    for the CLI's own stdout and stderr, where a project's env.py (run in swrun's process by
+    ``status``, ``preview``, ...) may print the URL. A secret split across writes is caught, as
+    lines are held until their newline (or a flush)."""
+
+    def __init__(self, stream):
+        self._stream, self._held = stream, ""
+
+    def write(self, text: str) -> int:
+        self._held += text
+        if "\n" in self._held:
+            done, self._held = self._held.rsplit("\n", 1)
+            self._stream.write(known().scrub(done + "\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._held:
+            self._stream.write(known().scrub(self._held))
+            self._held = ""
+        self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def guard_stdio() -> None:
+    """Route this process's ``sys.stdout`` and ``sys.stderr`` through :class:`ScrubbingStream`."""
+    import sys
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, ScrubbingStream):
+            setattr(sys, name, ScrubbingStream(stream))

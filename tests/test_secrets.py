@@ -253,8 +253,11 @@ def test_no_password_in_any_place(which, arrival, pg, db_url, tmp_path, workdir)
         add_revision(ini.parent, RAISER_REV, PRINTER_REV, RAISER_BODY, slug="raiser")
         failed = run_cli("deploy", "--database-url", url, "--project", ini, "--env", "staging", env=env, cwd=workdir)
         assert failed.returncode == 9 and "raise" in failed.stderr, failed.stderr[-3000:]
+        # the same exception met by a verb that runs env.py in swrun's own process (no kernel)
+        previewed = run_cli("preview", "--database-url", url, "--project", ini, env=env, cwd=workdir)
+        assert "raise: " in previewed.stdout + previewed.stderr, previewed.stderr[-3000:]
         secrets = {"password": encodings(role, password), "wrong password": encodings(role, password + "x")}
-        found = hits(gather(workdir, [refused, deployed, failed], db_url), secrets)
+        found = hits(gather(workdir, [refused, deployed, failed, previewed], db_url), secrets)
         assert found == []
     finally:
         drop_role(db_url, role)
