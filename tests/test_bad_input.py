@@ -182,6 +182,18 @@ def runbook_copy(name: str):
     return setup
 
 
+def runbook_with_fixed_environment(env: Env) -> None:
+    """A runbook whose setup cell ignores the environment parameter: its guards evaluate development's gates."""
+    from swrun.runner import RUNBOOKS_DIR
+
+    nb = json.loads((RUNBOOKS_DIR / "deploy.ipynb").read_text())
+    setup = next(c for c in nb["cells"] if "setup" in c["metadata"].get("tags", []))
+    text = "".join(setup["source"])
+    assert "environment=environment" in text
+    setup["source"] = text.replace("environment=environment", 'environment="development"')
+    (env.workdir / "custom.ipynb").write_text(json.dumps(nb))
+
+
 def garbage_runbook(env: Env) -> None:
     env.blocker = env.workdir / "broken.ipynb"
     env.blocker.write_text("{ this is not json")
@@ -244,6 +256,14 @@ def filed_under_production(env: Env) -> None:
     guards = next(s for s in meta["steps"] if s["step"] == "guards")
     assert guards["data"]["environment"] == "production"
     assert "staging" in {g["gate"] for g in guards["data"]["gates"]}, "production's gates were not evaluated"
+
+
+def refused_as_other_environment(env: Env) -> None:
+    meta = record_of(env)
+    assert (meta["environment"], meta["outcome"]) == ("production", "failed"), meta["message"]
+    assert "evaluated the gates of 'development'" in meta["message"]
+    index = [json.loads(x) for x in (env.workdir / "reports" / "index.jsonl").read_text().splitlines()]
+    assert [(e["run_id"], e["outcome"]) for e in index] == [(meta["run_id"], "failed")]
 
 
 def no_revision_file(env: Env) -> None:
@@ -462,6 +482,10 @@ CASES = [
                  id="production-from-parameter-runs-gates"),
     pytest.param(Case(("upgrade", *DB, "--env", "Production"), STEP_FAILED, ("staging",), failed_step="guards",
                       check=filed_under_production), id="production-any-case-runs-gates"),
+    pytest.param(Case(("run", *DB, "--env", "production", "./custom.ipynb", "-p", "steps", "status,guards"), STEP_FAILED,
+                      ("the guards step evaluated the gates of 'development', but the run is filed under 'production'",),
+                      setup=runbook_with_fixed_environment, at_head=True, check=refused_as_other_environment),
+                 id="guards-of-another-environment-not-filed"),
     pytest.param(Case(("deploy", *DB, "--steps", "status,guards", "--override-gates", "stagign"), STEP_FAILED,
                       ("unknown gate(s) in override_gates: stagign",), failed_step="guards"), id="override-gates-unknown"),
 ]
