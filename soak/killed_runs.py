@@ -1,5 +1,5 @@
-"""Soak: kill swrun (or its kernel) with SIGKILL at random moments of a deploy, and check
-that nothing is lost.
+"""Soak: kill swrun (or its kernel) with SIGKILL, SIGTERM or SIGHUP at random moments of a
+deploy, and check that nothing is lost.
 
 Each trial deploys a chain of revisions (one of them an enum ADD VALUE in an autocommit
 block, every one sleeping a little to widen the window) to a fresh database, kills at a
@@ -10,10 +10,14 @@ random moment, then checks:
 - the integrity ledger agrees with alembic_version (no ledger finding);
 - the migration advisory lock is free;
 - no kernel is left running;
+- no pg_dump or pg_restore is left running;
 - the killed run's record exists, marked incomplete (swrun killed) or failed (kernel killed);
-- a new deploy completes and reaches head.
+- SIGTERM/SIGHUP to swrun: it exits 128 + the signal with no traceback, its record finished
+  as interrupted (or as it ended, when the signal came last) and indexed, no partial backup
+  file and no rehearsal copy left behind, before any other run cleans up;
+- a new deploy completes and reaches head, and leaves no partial backup file.
 
-    python soak/killed_runs.py --trials 50
+    python soak/killed_runs.py --trials 100 --signals KILL,TERM   # alternating: 50 of each
 """
 
 from __future__ import annotations
@@ -132,13 +136,41 @@ def rehearsal_copies(work: Path) -> list[str]:
 
 def kernel_of(proc: psutil.Process) -> psutil.Process | None:
     for child in proc.children(recursive=True):
-        if "ipykernel" in " ".join(child.cmdline()):
+        line = " ".join(child.cmdline())
+        if "ipykernel" in line or "swrun.kernel" in line:
             return child
     return None
 
 
+def pg_tools_of(database: str) -> list[str]:
+    """pg_dump / pg_restore processes still working on ``database``."""
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        with_db = any(database in part for part in (p.info.get("cmdline") or []))
+        if p.info.get("name") in ("pg_dump", "pg_restore") and with_db:
+            found.append(f"{p.info['name']} {p.pid}")
+    return found
+
+
+def partial_files(work: Path) -> list[str]:
+    return sorted(p.name for p in (work / "backups").glob("*.partial")) if (work / "backups").exists() else []
+
+
+def indexed_run_ids(reports: Path) -> set[str]:
+    path = reports / "index.jsonl"
+    if not path.is_file():
+        return set()
+    ids = set()
+    for line in path.read_text().splitlines():
+        try:
+            ids.add(json.loads(line)["run_id"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return ids
+
+
 def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, rng: random.Random,
-          window: float = 4.5) -> list[str]:
+          window: float = 4.5, signum: int = signal.SIGKILL) -> list[str]:
     problems: list[str] = []
     name = f"soak_{i}_{uuid.uuid4().hex[:6]}"
     url = server.create_database(name)
@@ -165,10 +197,15 @@ def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, r
     if killed:
         target = proc.pid if victim == "swrun" or kernel is None else kernel.pid
         try:
-            os.kill(target, signal.SIGKILL)
+            os.kill(target, signum)
         except ProcessLookupError:  # the kernel ended on its own just now: the run is finishing
             killed = False
-    proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)
+    graceful = signum != signal.SIGKILL
+    if "Traceback" in stderr:
+        problems.append(f"a traceback: {stderr.strip().splitlines()[-1:]}")
+    if graceful and killed and victim == "swrun" and proc.returncode not in (128 + signum, 0, 9):
+        problems.append(f"exit code {proc.returncode} after {signal.Signals(signum).name}")
     try:
         if kernel is not None:
             kernel.wait(timeout=15)
@@ -187,6 +224,11 @@ def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, r
         if state["schema"] != refs[at] and not _autocommit_residue(state["schema"], at, project, refs):
             problems.append(f"schema differs from the reference at {at}")
     problems += [f"ledger: {f}" for f in ledger_findings(url, project)]
+    time.sleep(0.3)  # a pg_dump the kernel's death signalled: gone by now
+    problems += [f"left running: {t}" for t in pg_tools_of(name)]
+    if graceful:  # the run cleaned up itself: nothing waits for the next run
+        problems += [f"partial backup left: {f}" for f in partial_files(work)]
+        problems += [f"rehearsal copy left by the run: {c}" for c in rehearsal_copies(work)]
     new = sorted(set(reports.rglob("*.ipynb")) - before)
     if len(new) != 1:
         problems.append(f"{len(new)} records for the killed run")
@@ -196,6 +238,10 @@ def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, r
         # swrun killed: the placeholder (incomplete), unless the kill landed after the finished
         # record was written (its index entry then checked by the final `reports verify`)
         wanted = {"incomplete"} if (killed and victim == "swrun" and not meta.get("finished")) else {"incomplete", "failed", "succeeded"}
+        if graceful:  # SIGTERM/SIGHUP: always a finished record, and indexed
+            wanted = {"interrupted", "failed", "succeeded"} if killed else {"failed", "succeeded"}
+            if meta.get("run_id") not in indexed_run_ids(reports):
+                problems.append(f"run {meta.get('run_id')} is not indexed")
         if outcome not in wanted:
             problems.append(f"the killed run's record says {outcome!r}")
     again = subprocess.run(argv, capture_output=True, text=True, cwd=work, timeout=300)
@@ -206,8 +252,10 @@ def trial(i: int, server, project: Project, ini: Path, refs: dict, work: Path, r
     left = rehearsal_copies(work)  # a killed rehearsal's copy: the next rehearsal (or the runner) removed it
     if left:
         problems.append(f"rehearsal copies left: {', '.join(left)}")
+    problems += [f"partial backup left after the next deploy: {f}" for f in partial_files(work)]
     server.drop_database(name)
-    what = f"killed {victim} after {delay:.1f}s" if killed else f"finished before the kill ({delay:.1f}s)"
+    sig = signal.Signals(signum).name.removeprefix("SIG")
+    what = f"{sig} {victim} after {delay:.1f}s" if killed else f"finished before the {sig} ({delay:.1f}s)"
     print(f"trial {i:3d}: {what:<34} at {','.join(state['version']) or '<base>':<14} "
           f"{'ok' if not problems else 'FAILED: ' + '; '.join(problems)}", flush=True)
     return problems if problems else ([] if killed else ["__not_killed__"])
@@ -220,6 +268,7 @@ def main() -> int:
     parser.add_argument("--sleep", type=float, default=0.3, help="seconds each revision sleeps")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--home", default=None, help="embedded server state directory (default: a temporary one)")
+    parser.add_argument("--signals", default="KILL", help="signals to send, taken in turn: KILL, TERM, HUP (comma-separated)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -231,17 +280,23 @@ def main() -> int:
     project = Project.load(ini)
     refs = references(server, project)
     print(f"soak: {args.trials} trials, {args.revisions} revisions ({args.sleep}s each), seed {seed}, in {work}", flush=True)
-    failures = kills = 0
+    signals = [getattr(signal, "SIG" + s.strip().upper().removeprefix("SIG")) for s in args.signals.split(",") if s.strip()]
+    tally = {s: {"trials": 0, "kills": 0, "failures": 0} for s in signals}
     for i in range(1, args.trials + 1):
+        signum = signals[(i - 1) % len(signals)]
+        tally[signum]["trials"] += 1
         # the whole deploy: start-up, the rehearsal's three passes, then the upgrade itself
-        problems = trial(i, server, project, ini, refs, work, rng, window=2.0 + 4 * args.revisions * args.sleep)
+        problems = trial(i, server, project, ini, refs, work, rng, window=2.0 + 4 * args.revisions * args.sleep, signum=signum)
         if problems == ["__not_killed__"]:
             continue
-        kills += 1
-        failures += bool(problems)
+        tally[signum]["kills"] += 1
+        tally[signum]["failures"] += bool(problems)
+    failures = sum(t["failures"] for t in tally.values())
     verify = subprocess.run([SWRUN, "reports", "verify", "--reports-dir", str(work / "reports")], capture_output=True, text=True)
-    print(f"\nsoak summary: trials {args.trials}, kills {kills}, failures {failures}; "
-          f"reports verify exit {verify.returncode}: {verify.stdout.strip().splitlines()[-1:] or verify.stderr.strip()[-200:]}")
+    print(f"\nsoak summary: trials {args.trials}, seed {seed}, failures {failures}")
+    for signum, t in tally.items():
+        print(f"  {signal.Signals(signum).name}: {t['trials']} trials, {t['kills']} landed mid-run, {t['failures']} failed")
+    print(f"reports verify exit {verify.returncode}: {verify.stdout.strip().splitlines()[-1:] or verify.stderr.strip()[-200:]}")
     if not args.home:
         server.stop()
     return 1 if failures or verify.returncode not in (0,) else 0

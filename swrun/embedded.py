@@ -12,6 +12,7 @@ real server.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -30,6 +31,7 @@ from .errors import DatabaseError
 SYSTEM_USER = "swrun_postgres"  # PostgreSQL refuses to run as root
 DEFAULT_DATABASE = "swrun"
 START_TIMEOUT_S = 60
+LOCK_WAIT_S = float(os.environ.get("SWRUN_STATE_LOCK_WAIT", START_TIMEOUT_S * 2))  # then one line naming the holder
 
 
 def bin_dir() -> Path:
@@ -127,11 +129,23 @@ class EmbeddedServer:
             self._psql(status, f'drop database if exists "{name}" with (force)')
 
     # -- internals ------------------------------------------------------------------
-    def _lock(self):
-        from filelock import FileLock
+    @contextlib.contextmanager
+    def _lock(self, wait: float | None = None):
+        """The state lock, waited for at most ``wait`` seconds; then a DatabaseError naming its holder."""
+        from filelock import FileLock, Timeout
 
         self.home.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.lock_file), timeout=START_TIMEOUT_S * 2)
+        wait = LOCK_WAIT_S if wait is None else wait
+        lock = FileLock(str(self.lock_file), timeout=wait)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise DatabaseError(f"embedded PostgreSQL: its state lock {self.lock_file} is held by {lock_holder(self.lock_file)} "
+                                f"(waited {wait:g}s)", hint="wait for that process to finish, or end it") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _as_root(self) -> bool:
         return os.geteuid() == 0
@@ -222,7 +236,8 @@ class EmbeddedServer:
         if self._run_user():
             self.log_file.touch()
             os.chown(self.log_file, pwd.getpwnam(SYSTEM_USER).pw_uid, -1)
-        (self.data_dir / "postmaster.pid").unlink(missing_ok=True) if not self._postmaster_alive() else None
+        if not self._postmaster_alive():  # a stale pid file (a killed server, a reused pid): the server would refuse it
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         opts = f"-h 127.0.0.1 -p {port} -k {sock} -c listen_addresses=127.0.0.1"
         self._run([pg_tool("pg_ctl"), "-D", self.data_dir, "-l", self.log_file, "-o", opts, "-w", "-t", str(START_TIMEOUT_S), "start"])
 
@@ -238,15 +253,26 @@ class EmbeddedServer:
         if len(lines) < 5 or not lines[0].strip().isdigit():
             return None
         pid = int(lines[0])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not self._is_our_postmaster(pid):  # a stale file naming a pid reused by an unrelated process
             return None
-        except PermissionError:
-            pass
         if len(lines) >= 8 and lines[7].strip() not in ("ready", ""):
             return None
         return pid, int(lines[3]), Path(lines[4].strip())
+
+    def _is_our_postmaster(self, pid: int) -> bool:
+        """``pid`` is a live postgres whose data directory is ours (its working directory, or its
+        -D argument): a stale pid file must never get an unrelated process signalled."""
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        if not argv or not os.path.basename(argv[0].decode(errors="replace")).startswith("postgres"):
+            return False
+        with contextlib.suppress(OSError):
+            return Path(os.readlink(f"/proc/{pid}/cwd")).resolve() == self.data_dir.resolve()
+        args = [a.decode(errors="replace") for a in argv]
+        given = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "-D"), None)
+        return given is not None and Path(given).resolve() == self.data_dir.resolve()
 
     def _psql(self, status: ServerStatus, sql: str) -> str:
         return subprocess.run(
@@ -259,6 +285,24 @@ class EmbeddedServer:
         exists = self._psql(status, f"select 1 from pg_database where datname = '{name}'").strip()
         if not exists:
             self._psql(status, f'create database "{name}"')
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds the flock on ``path``: 'pid N (command)', from /proc/locks; else 'another process'."""
+    try:
+        inode = os.stat(path).st_ino
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (a blocked waiter's line has "->")
+            if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+                continue
+            if int(fields[5].rsplit(":", 1)[-1]) == inode:
+                pid = int(fields[4])
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                return f"pid {pid} ({cmd[:120] or '?'})"
+    except (OSError, ValueError):
+        pass
+    return "another process"
 
 
 def _free_port() -> int:

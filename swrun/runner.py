@@ -11,11 +11,18 @@ The order of things, each one before the next can go wrong:
 5. whatever happened, the kernel is shut down (killed if need be), the notebook is
    scanned for the secret, stamped with the outcome at the top and in ``metadata.swrun``,
    and written owner-only, atomically.
+
+SIGTERM and SIGHUP end a run as Ctrl-C does (:class:`_Signals`): the kernel's process
+group is killed (``pg_dump``/``pg_restore`` with it), the backup's partial files and the
+rehearsal's scratch database are removed, and the record is finished as ``interrupted``
+and indexed; the exit code is 128 + the signal's number. A run whose record cannot be
+written (a full or read-only disk) is still indexed, its record marked missing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -25,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,12 +42,63 @@ from typing import Any
 from . import params as params_mod
 from . import records
 from .notebook import gates_unproven
-from .errors import StepFailed, UsageError
+from .errors import StepFailed, SwrunError, UsageError
 
 RUNBOOKS_DIR = Path(__file__).parent / "runbooks"
 # imported by the kernel while it boots: every runbook's first cell needs it
 PRELOAD = "import swrun.notebook, swrun.steps.deploy_steps"
 NAMESPACE = "swrun"
+RESERVE_BYTES = 256 << 10  # kept free in the reports directory for the index entry of a record that does not fit
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the runner is, as Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class RunTerminated(SwrunError):
+    """A signal ended swrun before a run began: nothing ran, no record."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+class _Signals:
+    """SIGTERM and SIGHUP while a run is under way: raised once as :class:`Terminated`; any
+    later one, and any arriving once the runner cleans up and writes the record (:meth:`hold`),
+    is only remembered, so the cleanup and the record are never cut short."""
+
+    CAUGHT = (signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.armed, self.received, self.previous = True, None, {}
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.CAUGHT:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = self.received or signum
+        if self.armed:
+            self.armed = False
+            raise Terminated(signum)
+
+    def hold(self) -> None:
+        self.armed = False
 
 
 def runbook_path(name: str) -> Path:
@@ -84,16 +143,23 @@ class RunOutcome:
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     redactions: int = 0
+    signal: int | None = None  # the signal that ended the run, or arrived as it ended
+    record_missing: str | None = None  # why the record could not be written (it is indexed all the same)
 
     @property
     def exit_code(self) -> int:
-        if self.outcome == "succeeded":
+        if self.signal:
+            return 128 + self.signal
+        if self.outcome == "interrupted":
+            return 130
+        if self.outcome == "succeeded" and not self.record_missing:
             return 0
-        return 130 if self.outcome == "interrupted" else StepFailed.exit_code
+        return StepFailed.exit_code
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "record": str(self.record), "outcome": self.outcome, "failed_step": self.failed_step,
-                "message": self.message, "timings": self.timings, "redactions": self.redactions}
+                "message": self.message, "timings": self.timings, "redactions": self.redactions,
+                "signal": signal_name(self.signal) if self.signal else None, "record_missing": self.record_missing}
 
 
 class _Progress:
@@ -129,12 +195,12 @@ class _Progress:
         self.current_step = None
         if not step:
             return
-        result = step_results([cell]).get(step)
+        result = records.scrub_known(step_results([cell]).get(step))  # the journal and the terminal: no secret
         if result:
             self.results[step] = result
             if self.journal:
-                with open(self.journal, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(result, default=str) + "\n")
+                with contextlib.suppress(OSError), open(self.journal, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(result, default=str) + "\n")  # best effort: a full disk must not stop the run
         if not self.enabled or (self.selected is not None and step not in self.selected):
             return
         took = time.perf_counter() - self.started.get(cell_index, time.perf_counter())
@@ -256,6 +322,19 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
                 database_url: str | None = None, environment: str = "development", reports_dir: Path = Path("reports"),
                 backup_dir: Path = Path("backups"), operator: str | None = None, cell_timeout: float = 3600,
                 kernel_timeout: float = 60, progress: bool = True, run_id: str | None = None) -> RunOutcome:
+    with _Signals() as signals:
+        try:
+            return _run_runbook(runbook, raw_parameters, project=project, database_url=database_url,
+                                environment=environment, reports_dir=reports_dir, backup_dir=backup_dir, operator=operator,
+                                cell_timeout=cell_timeout, kernel_timeout=kernel_timeout, progress=progress, run_id=run_id,
+                                signals=signals)
+        except Terminated as exc:  # before the record existed: no cell ran
+            raise RunTerminated(exc.signum, f"{signal_name(exc.signum)} before the run started: nothing ran, no record was kept") from None
+
+
+def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project: str | None, database_url: str | None,
+                 environment: str, reports_dir: Path, backup_dir: Path, operator: str | None, cell_timeout: float,
+                 kernel_timeout: float, progress: bool, run_id: str | None, signals: _Signals) -> RunOutcome:
     from . import activity
     from .config import URL_ENV, RunContext, default_operator, new_run_id
 
@@ -266,10 +345,8 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
     # validated from the plain JSON: nbformat (0.4 s) and SQLAlchemy (0.6 s) load while the kernel boots
     raw, declared = _read_runbook(path)
     given = params_mod.validate(raw, raw_parameters or {})
-    # one spelling of each setting: the record's filing, the index entry and the kernel's gates use it
-    environment, operator, run_id = params_mod.runner_values(environment, operator, run_id)
 
-    ctx = RunContext(project_path=project, database_url=database_url, environment=environment)
+    ctx = RunContext(project_path=project, database_url=database_url, environment=records.check_name("environment", environment))
     given_url = ctx.given_url  # starts the embedded server if need be
     if not given_url.strip():
         ctx.url  # noqa: B018 - raises the one-line error for an empty URL, before any kernel
@@ -277,8 +354,10 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
     started = records.utc_now()
     record = records.record_path(reports_dir, environment, name, run_id, started)
     old_umask = os.umask(0o077)  # records, previews and backups: owner-only
+    reserve = Path(reports_dir) / f".reserve-{run_id}"
     try:
         records.prepare_dir(record)
+        _reserve(reserve)
         sample = record.with_name(f".{record.stem}.activity")
         journal = record.with_name(f".{record.stem}.journal")
         # the kernel starts first, with the URL as given (it parses it the same way): its boot
@@ -292,39 +371,49 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
             timings["kernel_start"] = kernel.start(preload=PRELOAD)
             ctx.url  # noqa: B018 - parses: UsageError on a bad URL, and no record, as nothing ran
             nb = load_notebook(path)
-        except BaseException:
+            for cell in nb.cells:  # the committed expected outputs (nbval) must never pass for this run's
+                if cell.cell_type == "code":
+                    cell.outputs, cell.execution_count = [], None
+            supplied = {"environment": environment, "project": project or "", "backup_dir": str(backup_dir),
+                        "operator": operator or default_operator(), "run_id": run_id, "database": ctx.redacted_url,
+                        "runbook": name, "reports_dir": str(reports_dir)}
+            parameters = {k: v for k, v in supplied.items() if k in declared}
+            parameters.update(given)
+            steps = parameters.get("steps", declared["steps"].default if "steps" in declared else None)
+            out = _Progress(progress, journal, selected={x.strip() for x in steps.split(",")} if isinstance(steps, str) else None)
+            # the record exists before any cell runs: a run killed before it ends is found, marked incomplete
+            try:
+                _write_placeholder(nb, record, name, run_id, environment, ctx, parameters, started)
+            except OSError as exc:
+                raise UsageError(f"the record {record} cannot be written: {exc.strerror or exc}; nothing ran") from None
+        except BaseException as exc:
             kernel.stop()
+            if isinstance(exc, Terminated):  # no cell ran: no placeholder may stay behind, unindexed
+                record.unlink(missing_ok=True)
             raise
-        for cell in nb.cells:  # the committed expected outputs (nbval) must never pass for this run's
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
-        supplied = {"environment": environment, "project": project or "", "backup_dir": str(backup_dir),
-                    "operator": operator or default_operator(), "run_id": run_id, "database": ctx.redacted_url,
-                    "runbook": name, "reports_dir": str(reports_dir)}
-        parameters = {k: v for k, v in supplied.items() if k in declared}
-        parameters.update(given)
-        steps = parameters.get("steps", declared["steps"].default if "steps" in declared else None)
-        out = _Progress(progress, journal, selected={x.strip() for x in steps.split(",")} if isinstance(steps, str) else None)
-        # the record exists before any cell runs: a run killed before it ends is found, marked incomplete
-        _write_placeholder(nb, record, name, run_id, environment, ctx, parameters, started)
         if progress:
             print(f"swrun: {name} run {run_id} on {ctx.redacted_url} ({environment}); record: {record}", file=sys.stderr, flush=True)
-        executing, error, interrupted = None, None, False
+        executing, error, interrupted = None, None, None
         try:
-            _take_activity_baseline(ctx, sample)  # while the kernel boots: the preflight's sample then needs no wait
-            executing = _parameterize(nb, parameters, path, record)  # papermill imported while the kernel boots
-            _execute(executing, path, kernel, kernel_timeout, cell_timeout, out)
-        except KeyboardInterrupt:
-            interrupted = True
-        except Exception as exc:
-            error = _execution_error(exc, out.current_step, cell_timeout)
-            died = kernel.died()
-            if died and out.first_cell_at is None:  # nothing ran: ipykernel missing or broken, ...
-                error = f"the python3 kernel did not start ({died})"
-            elif died:
-                error = f"{error} ({died})"
+            try:
+                _take_activity_baseline(ctx, sample)  # while the kernel boots: the preflight's sample then needs no wait
+                executing = _parameterize(nb, parameters, path, record)  # papermill imported while the kernel boots
+                _execute(executing, path, kernel, kernel_timeout, cell_timeout, out)
+            except KeyboardInterrupt as exc:
+                interrupted = getattr(exc, "signum", signal.SIGINT)
+            except Exception as exc:
+                error = _execution_error(exc, out.current_step, cell_timeout)
+                died = kernel.died()
+                if died and out.first_cell_at is None:  # nothing ran: ipykernel missing or broken, ...
+                    error = f"the python3 kernel did not start ({died})"
+                elif died:
+                    error = f"{error} ({died})"
+        except KeyboardInterrupt as exc:  # a signal while the error was being read
+            interrupted = getattr(exc, "signum", signal.SIGINT)
         finally:
-            kernel.stop()
+            signals.hold()  # from here on a signal is remembered, not raised: cleanup and record first
+            kernel.stop()  # its process group: pg_dump and pg_restore go with it
+        _remove_partial_backups(Path(str(parameters.get("backup_dir", backup_dir))), run_id, progress)
         if out.current_step == "rehearse":  # stopped mid-rehearsal: its own cleanup never ran
             _drop_scratch(ctx, run_id, parameters.get("rehearse_on") or getattr(declared.get("rehearse_on"), "default", None),
                           progress)
@@ -333,20 +422,57 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
         timings["total"] = time.perf_counter() - t_total
         # the notebook as far as it ran: papermill fills its cells in place, also when one fails
         outcome = _finish(executing if executing is not None else nb, record, name, run_id, environment, ctx, parameters,
-                          started, timings, error, interrupted, known=out.results, in_flight=out.current_step)
-        journal.unlink(missing_ok=True)
-        sample.unlink(missing_ok=True)
+                          started, timings, error, interrupted, known=out.results, in_flight=out.current_step,
+                          reserve=reserve)
+        outcome.signal = interrupted if interrupted and interrupted != signal.SIGINT else signals.received
+        for leftover in (journal, sample):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
     finally:
         os.umask(old_umask)
+        with contextlib.suppress(OSError):
+            reserve.unlink(missing_ok=True)
+    shown = "NOT WRITTEN" if outcome.record_missing else str(record)
     if progress:
         verdict = outcome.outcome.upper() + (f" at {outcome.failed_step}" if outcome.failed_step else "")
         ready = f" (kernel ready in {timings['kernel_ready']:.2f}s)" if "kernel_ready" in timings else ""
-        print(f"swrun: {verdict} in {timings['total']:.2f}s{ready}; record: {record}", file=sys.stderr, flush=True)
+        print(f"swrun: {verdict} in {timings['total']:.2f}s{ready}; record: {shown}", file=sys.stderr, flush=True)
         if outcome.redactions:
             print(f"swrun: warning: {outcome.redactions} occurrence(s) of the database password were found and redacted", file=sys.stderr)
-        if outcome.message and outcome.outcome != "succeeded":
-            print(f"swrun: error: {outcome.message}", file=sys.stderr)
+    if outcome.message and (outcome.outcome != "succeeded" or outcome.record_missing):
+        print(f"swrun: error: {outcome.message}", file=sys.stderr, flush=True)
+    elif outcome.signal:  # arrived as the run was ending: the run was not cut short, but say why the exit code
+        print(f"swrun: error: {signal_name(outcome.signal)} arrived as the run was ending; it had {outcome.outcome} "
+              f"and its record was kept", file=sys.stderr, flush=True)
     return outcome
+
+
+def _reserve(path: Path) -> None:
+    """Room kept in the reports directory for the index entry of a record that does not fit
+    (released only then). No room for it: the run does not start."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        raise UsageError(f"reports directory {path.parent} has no room for a record: {exc.strerror or exc}",
+                         hint="free some space there, or give --reports-dir on another disk") from None
+
+
+def _remove_partial_backups(directory: Path, run_id: str, progress: bool) -> None:
+    """The unfinished dumps of this run (its pg_dump was killed with the kernel)."""
+    for leftover in glob.glob(os.path.join(glob.escape(str(directory)), f"*_{glob.escape(run_id)}.dump*.partial")):
+        with contextlib.suppress(OSError):
+            if os.path.isdir(leftover) and not os.path.islink(leftover):
+                shutil.rmtree(leftover)
+            else:
+                os.unlink(leftover)
+            if progress:
+                print(f"swrun: removed the unfinished backup {leftover}", file=sys.stderr, flush=True)
 
 
 def _take_activity_baseline(ctx, path: Path) -> None:
@@ -426,19 +552,22 @@ def _write_placeholder(nb, record: Path, runbook: str, run_id: str, environment:
             "database": ctx.redacted_url, "identity": ctx.identity.as_dict(), "parameters": parameters, "steps": []}
     placeholder.metadata[NAMESPACE] = meta
     placeholder.cells.insert(0, nbformat.v4.new_markdown_cell(_banner(meta), metadata={"tags": ["swrun-banner"]}))
-    records.write_atomic(record, nbformat.writes(placeholder))
+    records.write_atomic(record, records.redact(nbformat.writes(placeholder), records.secret_forms(ctx.url))[0])
 
 
 def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, parameters: dict, started,
-            timings: dict, error: str | None, interrupted: bool, known: dict | None = None,
-            in_flight: str | None = None) -> RunOutcome:
-    """Stamp the outcome into the notebook, scan it for the secret, write it atomically."""
+            timings: dict, error: str | None, interrupted: int | None, known: dict | None = None,
+            in_flight: str | None = None, reserve: Path | None = None) -> RunOutcome:
+    """Stamp the outcome into the notebook, scan it for the secret, write it atomically, index it.
+
+    ``interrupted`` is the signal that ended the run. A record that cannot be written (full
+    disk, read-only, no permission) is indexed all the same, marked missing."""
     import nbformat
 
     results = {**(known or {}), **step_results(nb.cells)}
     failed = next((r for r in results.values() if r["outcome"] in ("failed", "blocked")), None)
     if interrupted:
-        outcome, message = "interrupted", "interrupted (Ctrl-C); the kernel was stopped"
+        outcome, message = "interrupted", f"interrupted ({signal_name(interrupted)}); the kernel was stopped"
     elif error:
         outcome, message = "failed", ctx.scrub(error)
     elif failed:
@@ -487,12 +616,30 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
         nb = nbformat.reads(text, as_version=4)
         nb.metadata[NAMESPACE]["redactions"] = redactions
         text = records.notebook_text(nb)
-    records.write_atomic(record, text)
+    missing = None
+    try:
+        records.write_atomic(record, text)
+    except OSError as exc:
+        missing = f"{exc.strerror or type(exc).__name__}"
+        if reserve is not None:  # the index entry's room
+            with contextlib.suppress(OSError):
+                reserve.unlink(missing_ok=True)
     from . import store  # the index entry, then its copy in the run's database
 
-    for warning in store.keep(record, nb.metadata[NAMESPACE], text, ctx):
+    warnings = store.keep(record, nb.metadata[NAMESPACE], text, ctx, missing=missing)
+    if missing:
+        meta = nb.metadata[NAMESPACE]
+        after = meta.get("revision_after")
+        where = ("unknown (no step read it)" if after is None else (", ".join(after) or "<base>"))
+        indexed = not any("not added to" in w for w in warnings)
+        message = (f"the run {outcome}{f' ({message})' if message else ''} but its record could not be written "
+                   f"({missing}: {record}); the database is at revision {where}; "
+                   + (f"run {run_id} is indexed with its record marked missing" if indexed
+                      else "the index could not be written either"))
+        warnings = [w for w in warnings if "not added to" not in w] if not indexed else warnings
+    for warning in warnings:
         print(f"swrun: warning: {warning}", file=sys.stderr, flush=True)
-    return RunOutcome(run_id, record, outcome, failed_step, message, timings, redactions)
+    return RunOutcome(run_id, record, outcome, failed_step, message, timings, redactions, record_missing=missing)
 
 
 def _failing_cell_step(nb) -> str | None:

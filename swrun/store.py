@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ VERSION = 1
 SCHEMA, TABLE = "swrun", "run_records"
 SITE_DIR = "site"
 LOCK_TIMEOUT_S = 60.0
+MAX_RECORD_BYTES = 1 << 30  # verify hashes no larger file: a record of 500 revisions is 6 MB
+MAX_PLACEHOLDER_BYTES = 64 << 20  # a placeholder is the runbook itself: read no more to tell one
 _REQUIRED = ("run_id", "record", "record_sha256", "prev", "hash")
 _CHAIN_FIELDS = ("hash", "mac")
 _LOCAL_FIELDS = ("_line", "_started")  # added when the index is read, never stored
@@ -96,11 +99,12 @@ def reports_dir_of(record: Path) -> Path:
     return Path(record).parents[3]
 
 
-def entry_body(meta: dict, record_rel: str, record_sha256: str) -> dict:
-    """An index entry (before chaining) from a record's ``metadata["swrun"]``."""
+def entry_body(meta: dict, record_rel: str, record_sha256: str, missing: str | None = None) -> dict:
+    """An index entry (before chaining) from a record's ``metadata["swrun"]``; ``missing`` says
+    why the record file could not be written (the entry then stands in for it)."""
     ident = meta.get("identity") or {}
     backup = meta.get("backup") or {}
-    return {
+    body = {
         "v": VERSION,
         "run_id": meta.get("run_id"),
         "runbook": meta.get("runbook"),
@@ -120,6 +124,9 @@ def entry_body(meta: dict, record_rel: str, record_sha256: str) -> dict:
         "record": record_rel,
         "record_sha256": record_sha256,
     }
+    if missing:
+        body["record_missing"] = missing
+    return body
 
 
 def _rev_list(value) -> list[str] | None:
@@ -172,7 +179,7 @@ def append(reports_dir: Path, body: dict, key: str | None = None) -> dict:
         reports_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with _index_lock(reports_dir):
             created = not path.exists()
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
             try:
                 last, newline = _last_entry(fd)
                 entry = dict(body)
@@ -195,6 +202,36 @@ def append(reports_dir: Path, body: dict, key: str | None = None) -> dict:
             if created:
                 _fsync_dir(reports_dir)
     return entry
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, limit: int | None = None) -> int:
+    """A file descriptor on ``path`` when it is a regular file (not a symlink, directory, FIFO or
+    device: opened without blocking, so a FIFO never hangs), else a StoreError in one line."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        kind = "a symbolic link" if os.path.islink(path) else ("a directory" if os.path.isdir(path) else None)
+        raise StoreError(f"{path} is {kind or 'not readable'}{'' if kind else ': ' + (exc.strerror or str(exc))}",
+                         hint="swrun keeps only regular files there") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise StoreError(f"{path} is not a regular file ({_file_kind(info.st_mode)})", hint="swrun keeps only regular files there")
+    if limit is not None and info.st_size > limit:
+        os.close(fd)
+        raise StoreError(f"{path} is larger than {limit:,} bytes ({info.st_size:,})")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -257,18 +294,20 @@ def read_db_copies(engine) -> dict[str, dict] | None:
     return {run_id: (e if isinstance(e, dict) else json.loads(e)) for run_id, e in rows}
 
 
-def keep(record: Path, meta: dict, text: str, ctx) -> list[str]:
-    """What the runner calls once a record is written: index it, then copy the entry into the
-    run's database. Never raises for a store problem: returns warnings for the terminal."""
+def keep(record: Path, meta: dict, text: str, ctx, missing: str | None = None) -> list[str]:
+    """What the runner calls once a record is written (or failed to be: ``missing`` says why):
+    index it, then copy the entry into the run's database. Never raises for a store problem:
+    returns warnings for the terminal."""
     warnings: list[str] = []
     reports_dir = reports_dir_of(record)
     rel = Path(record).relative_to(reports_dir).as_posix()
-    body = entry_body(meta, rel, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    body = entry_body(meta, rel, hashlib.sha256(text.encode("utf-8")).hexdigest(), missing)
     body = records.scrub_value(body, records.secret_forms(ctx.url))  # the index and its database copy: no secret
     try:
         entry = append(reports_dir, body, record_key())
     except Exception as exc:  # the record is kept all the same; verify reports it unindexed
-        warnings.append(f"the record was not added to {index_path(reports_dir)}: {type(exc).__name__}: {exc}; "
+        why = exc.line() if isinstance(exc, SwrunError) else f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+        warnings.append(f"the record was not added to {index_path(reports_dir)}: {why}; "
                         "`swrun reports verify` will report it as not in the index")
         return warnings
     try:
@@ -336,9 +375,11 @@ def read_index(reports_dir: Path) -> Index:
     reports_dir = _require_dir(reports_dir)
     path = index_path(reports_dir)
     index = Index(path)
-    if not path.exists():
+    try:
+        fd = open_regular(path)
+    except FileNotFoundError:
         return index
-    with open(path, "rb") as fh:
+    with os.fdopen(fd, "rb") as fh:
         data = fh.read()
     for n, raw in enumerate(data.split(b"\n"), start=1):
         parsed = _parse_line(raw)
@@ -476,7 +517,10 @@ def read_record(reports_dir: Path, entry: dict):
     if not path.exists():
         raise StoreError(f"run {entry['run_id']}: record file {path} does not exist")
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        with os.fdopen(_open_record(reports_dir, path, MAX_RECORD_BYTES), "r", encoding="utf-8") as fh:
+            nb = nbformat.read(fh, as_version=4)
+    except StoreError as exc:
+        raise StoreError(f"run {entry['run_id']}: record file {exc.line()}") from None
     except Exception as exc:
         raise StoreError(f"run {entry['run_id']}: record file {path} is not a notebook ({type(exc).__name__})") from None
     return nb
@@ -504,7 +548,7 @@ def show_text(reports_dir: Path, entry: dict) -> tuple[str, StoreError | None]:
     path = None
     try:
         path = record_file(reports_dir, e)
-        state = "missing" if not path.exists() else ("matches the index" if file_sha256(path) == e["record_sha256"]
+        state = "missing" if not path.exists() else ("matches the index" if _record_sha256(reports_dir, path) == e["record_sha256"]
                                                      else "DIFFERS from the index: edited since it was kept")
     except StoreError as exc:
         problem, state = exc, "unsafe path"
@@ -528,6 +572,11 @@ def show_text(reports_dir: Path, entry: dict) -> tuple[str, StoreError | None]:
                 for s in steps:
                     lines.append(f"{s.get('step', ''):<{width}}  {s.get('outcome', ''):<8}  {s.get('seconds', 0):>7.2f}  {s.get('summary', '')}")
     return "\n".join(lines), problem
+
+
+def _record_sha256(reports_dir: Path, path: Path) -> str:
+    with os.fdopen(_open_record(reports_dir, path, MAX_RECORD_BYTES), "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _duration(e: dict) -> str:
@@ -642,9 +691,17 @@ def _check_records(reports_dir: Path, entries: list[dict], report: VerifyReport)
             report.problems.append(Problem("unsafe-path", str(exc), e["run_id"], e["_line"]))
             continue
         indexed.add(Path(e["record"]).as_posix())
+        if e.get("record_missing"):  # the run could not write it (a full disk, ...): the entry stands in
+            report.notes.append(f"{_who(e)}: its record could not be written ({e['record_missing']}); "
+                                f"the index entry is all that was kept")
+            continue
         try:
-            with open(path, "rb") as fh:
+            with os.fdopen(_open_record(reports_dir, path, MAX_RECORD_BYTES), "rb") as fh:
                 digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        except StoreError as exc:
+            report.problems.append(Problem("record-unreadable", f"{_who(e)}: record file {e['record']}: {exc.line()}",
+                                           e["run_id"], e["_line"]))
+            continue
         except FileNotFoundError:
             report.problems.append(Problem("record-deleted", f"{_who(e)}: record file {e['record']} was deleted", e["run_id"], e["_line"]))
             continue
@@ -658,7 +715,7 @@ def _check_records(reports_dir: Path, entries: list[dict], report: VerifyReport)
                                            e["run_id"], e["_line"]))
     for rel in _record_files(reports_dir):
         if rel not in indexed:
-            if _is_placeholder(reports_dir / rel):
+            if _is_placeholder(reports_dir / rel, reports_dir):
                 # the runner writes a placeholder first and indexes the run when it ends: a run
                 # killed on the way leaves only the placeholder. Named, but not an alteration.
                 report.notes.append(f"incomplete: run {_run_id_of(rel)} did not finish (killed, or still running); "
@@ -668,22 +725,38 @@ def _check_records(reports_dir: Path, entries: list[dict], report: VerifyReport)
                                            _run_id_of(rel), None))
 
 
-def _is_placeholder(path: Path) -> bool:
+def _open_record(reports_dir: Path, path: Path, limit: int) -> int:
+    """A descriptor on a record file inside the reports directory: no symlinked directory on
+    the way, the file itself regular (no FIFO, device or link) and at most ``limit`` bytes."""
+    here = Path(reports_dir)
+    for part in path.relative_to(reports_dir).parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            raise StoreError(f"{here} is a symbolic link: verify reads only files inside the reports directory")
+    return open_regular(path, limit=limit)
+
+
+def _is_placeholder(path: Path, reports_dir: Path) -> bool:
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(_open_record(reports_dir, path, MAX_PLACEHOLDER_BYTES), "rb") as fh:
             meta = json.loads(fh.read()).get("metadata", {}).get("swrun", {})
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, StoreError):
         return False
     return meta.get("outcome") == "incomplete" and meta.get("finished") is None
 
 
 def _record_files(reports_dir: Path) -> Iterator[str]:
-    for root, dirs, files in os.walk(reports_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and not (root == str(reports_dir) and d == SITE_DIR)]
+    """The record files under the reports directory, down to the layout's depth (``<env>/<YYYY>/<MM>/``):
+    regular files only, no symlinked directory followed."""
+    for root, dirs, files in os.walk(reports_dir):  # os.walk follows no directory symlink
         rel_root = os.path.relpath(root, reports_dir)
+        depth = 0 if rel_root == "." else len(Path(rel_root).parts)
+        dirs[:] = [] if depth >= 3 else [d for d in dirs if not d.startswith(".") and not (depth == 0 and d == SITE_DIR)]
         for name in files:
             if name.endswith(".ipynb") and not name.startswith("."):
-                yield name if rel_root == "." else f"{Path(rel_root).as_posix()}/{name}"
+                with contextlib.suppress(OSError):
+                    if stat.S_ISREG(os.lstat(os.path.join(root, name)).st_mode):
+                        yield name if rel_root == "." else f"{Path(rel_root).as_posix()}/{name}"
 
 
 def _run_id_of(rel: str) -> str | None:

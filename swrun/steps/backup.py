@@ -7,7 +7,9 @@ backup leaves no file that looks like a good one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import os
 import shutil
@@ -23,6 +25,7 @@ from .. import embedded
 from ..config import RunContext
 from ..database import connect, scrub
 from ..errors import BackupError
+from ..kernel import die_with_parent
 from ..migrations import file_sha256
 from ..result import StepResult, Timer
 
@@ -118,20 +121,26 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
         is_dir = mode.startswith("directory")
         final = directory / f"{ctx.url.database}_{stamp}_{ctx.run_id}.{'dumpdir' if is_dir else 'dump'}"
         partial = final.with_name(final.name + ".partial")
+        sweep_partials(directory)
         if is_dir:
             jobs = jobs or max(1, min(4, os.cpu_count() or 1))
             parallel = ("-j", str(jobs))
+            partial.mkdir(mode=0o700)  # pg_dump -Fd takes an empty directory
+            fd = os.open(partial, os.O_RDONLY | os.O_DIRECTORY)
         else:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only before any byte lands
-            os.close(fd)
             parallel = ()
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while this run writes it: sweep_partials leaves it alone
         args, env = libpq_args(ctx.url)
         try:
             dump = subprocess.run([str(pg_dump), *MODES[mode], *parallel, *extra_args, "-f", str(partial), *args,
-                                   "-d", ctx.url.database or ""], capture_output=True, text=True, env=env)
+                                   "-d", ctx.url.database or ""], capture_output=True, text=True, env=env,
+                                  preexec_fn=die_with_parent)
             if dump.returncode != 0:
                 raise BackupError(f"pg_dump failed: {_last_line(scrub(dump.stderr, ctx.url))}")
-            listing = subprocess.run([str(pg_restore), "--list", str(partial)], capture_output=True, text=True)
+            _fsync_tree(partial)  # on disk before it takes its final name
+            listing = subprocess.run([str(pg_restore), "--list", str(partial)], capture_output=True, text=True,
+                                     preexec_fn=die_with_parent)
             if listing.returncode != 0:
                 # pg_dump can exit 0 with a truncated file when the disk fills up: say so
                 free = shutil.disk_usage(directory).free
@@ -141,11 +150,13 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
             if is_dir:
                 partial.chmod(0o700)
             os.replace(partial, final)
+            _fsync_tree(directory, contents=False)
         finally:
             if partial.is_dir():
                 shutil.rmtree(partial, ignore_errors=True)
             else:
                 partial.unlink(missing_ok=True)
+            os.close(fd)
         digest, file_size = _digest(final)
     data = {
         "file": str(final.resolve()),
@@ -162,6 +173,39 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
     result.summary = f"{final.name}: {file_size:,} bytes, {entries} entries, sha256 {digest[:12]}..., verified with pg_restore --list"
     result.tables["backup"] = pd.DataFrame([{k: data[k] for k in ("file", "bytes", "toc_entries", "sha256")}])
     return result
+
+
+def sweep_partials(directory: Path) -> list[Path]:
+    """Remove the unfinished dumps of runs that died (SIGKILL: no cleanup ran); a live run holds
+    a lock on its own, which is left alone."""
+    removed = []
+    for leftover in Path(directory).glob("*.partial"):
+        try:
+            fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its run is still writing it
+        else:
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _fsync_tree(path: Path, contents: bool = True) -> None:
+    """fsync a dump file, or a directory dump's files and the directory itself."""
+    targets = sorted(path.iterdir()) + [path] if path.is_dir() and contents else [path]
+    for target in targets:
+        with contextlib.suppress(OSError):
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def _digest(path: Path) -> tuple[str, int]:

@@ -204,7 +204,9 @@ def restore(dump: Path, url: URL, jobs: int = 4) -> None:
     parallel = ["-j", str(jobs)] if dump.is_dir() else []
     cmd = [str(embedded.pg_tool("pg_restore")), "--no-owner", "--no-privileges", "--no-tablespaces", "--no-subscriptions",
            "--no-publications", "--no-security-labels", "--exit-on-error", *parallel, *args, "-d", url.database or "", str(dump)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    from ..kernel import die_with_parent  # pg_restore dies with the kernel, never left filling the scratch copy
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
         first = next((line for line in lines if "error:" in line), lines[0] if lines else f"exit {proc.returncode}")
@@ -225,8 +227,10 @@ class _Pass:
         self.failed_revision: str | None = None
 
 
-def _apply(project, url: URL, target: str, direction: str, observer, lock_timeout: str, expect: str) -> _Pass:
-    """One pass; ``observer`` None: no lock reading (the second upgrade's locks are the first's)."""
+def _apply(project, url: URL, target: str, direction: str, observer, lock_timeout: str, expect: str,
+           capture: list | None = None) -> _Pass:
+    """One pass; ``observer`` None: no lock reading (the second upgrade's locks are the first's);
+    ``capture``: gets every statement the migrations execute (see ``Project.apply``)."""
     done = _Pass(direction)
 
     cursor = observer.connection.cursor() if observer is not None else None
@@ -250,7 +254,7 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
     try:
         applied = project.apply(url, target, direction=direction, lock_timeout=lock_timeout,
                                 on_revision=on_revision if observer is not None else None, expect_database=expect,
-                                durable=False)  # a disposable copy
+                                durable=False, capture=capture)  # a disposable copy
     except MigrationFailed as exc:
         applied = list(project._timings)  # the revisions committed before the failing one
         done.error, done.failed_revision = exc.line(), exc.revision
@@ -262,6 +266,81 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
     done.seconds = time.perf_counter() - started
     done.applied = [a.as_dict() for a in applied]
     return done
+
+
+def executed_sql(ctx: RunContext, project, revisions: list[str], captured: list[dict], copy: str) -> dict:
+    """What each revision executed on the copy: written beside the preview as
+    ``<run>_executed.sql``, reviewed by squawk and swrun's SQL rules, for the record and the gates.
+
+    Statement texts only, as the driver received them: bound parameter values (they can be
+    secrets or personal data) stand as their placeholders and are never written. Alembic's
+    own version-table bookkeeping is left out.
+    """
+    from .. import records
+    from ..guards import lint
+
+    by_rev: dict[str, list[str]] = {rev: [] for rev in revisions}
+    for entry in captured:
+        rev = entry.get("revision")
+        if rev in by_rev and not entry.get("bookkeeping"):
+            text = str(entry.get("sql") or "").strip()
+            if text:
+                by_rev[rev].append(text if text.endswith(";") else text + ";")
+    secrets = records.secret_forms(ctx.url)
+    texts = {rev: records.redact("\n\n".join(stmts) + "\n", secrets)[0] if stmts else "" for rev, stmts in by_rev.items()}
+    out_dir = Path(ctx.backup_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{ctx.run_id}_executed.sql"
+    lines = [f"-- swrun rehearsal: the SQL each revision executed, as executed on the rehearsal copy ({copy})",
+             f"-- database: {ctx.redacted_url}", f"-- run: {ctx.run_id}",
+             "-- bound parameter values are not written: their placeholders (%(name)s) stand for them", ""]
+    for rev in revisions:
+        lines += [f"-- ==== {rev}: {project.description(rev)}, as executed on the rehearsal copy", "",
+                  texts[rev].rstrip("\n") or "-- (no statement)", ""]
+    _write_whole(path, "\n".join(lines))
+    data = {"executed_file": str(path), "executed_revisions": list(revisions),
+            "executed_statements": {rev: len(stmts) for rev, stmts in by_rev.items()},
+            "executed_sql": {rev: text for rev, text in texts.items()}, "executed_findings": []}
+    reviewed = [_Executed(rev, text) for rev, text in texts.items() if text]
+    try:
+        findings = lint.squawk(reviewed, exclude=lint.squawk_exclusions(project), lock_timeout_set=bool(ctx.lock_timeout))
+        for rev in reviewed:
+            findings.extend(_sql_rules(rev.revision, project.file_of(rev.revision).name, rev.sql))
+    except SwrunError as exc:  # squawk missing or failing: the gates see "not reviewed"
+        data["executed_review_error"] = exc.line()
+        return data
+    for f in findings:
+        f.message = f"as executed on the rehearsal copy: {f.message}"
+    data["executed_findings"] = [f.as_dict() for f in findings]
+    return data
+
+
+class _Executed:
+    """One revision's executed SQL in the shape the lint reads (``revision``, ``sql``)."""
+
+    def __init__(self, revision: str, sql: str):
+        self.revision, self.sql = revision, sql
+
+
+def _sql_rules(revision: str, filename: str, sql: str) -> list:
+    """swrun's own SQL rules (the lint's) over one revision's SQL text."""
+    from ..guards import lint
+
+    own = getattr(lint, "lint_sql", None)
+    if own is not None:
+        return own(revision, sql, file=filename)
+    import ast
+
+    linter = lint._RevisionLinter(revision, filename, ast.Module(body=[], type_ignores=[]), lint.EnumState(), sql)
+    linter._sql(sql, 1)
+    return linter.findings
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Never a truncated file under its final name: written beside it, then renamed."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _without_version_table(snap: dict, name: str = "alembic_version") -> dict:
@@ -312,6 +391,7 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
             raise RehearsalError(f"rehearsal: no server for the scratch database: {exc.line()}",
                                  hint="or rehearse on the target's server: --rehearse-on target") from None
         result.data["scratch_database"] = scratch.name
+        captured: list[dict] = []  # what the first upgrade executed, statement by statement
         failure: SwrunError | None = None
         created = False
         observer_engine = None
@@ -366,7 +446,7 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
                                                     ("downgrade", start_rev, "downgrade", "downgrade"),
                                                     ("upgrade_again", target, "upgrade", "upgrade again")) if pending else ():
                     done = passes[key] = _apply(project, scratch.url, goal, direction, observer if key != "upgrade_again" else None,
-                                                ctx.lock_timeout, scratch.name)
+                                                ctx.lock_timeout, scratch.name, captured if key == "upgrade" else None)
                     moved = f"{where_from} -> {where_to}" if direction == "upgrade" else f"{where_to} -> {where_from}"
                     if done.error:
                         stage(label, False, done.error)
@@ -421,6 +501,19 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
             finally:
                 scratch.close()
             result.data["scratch_removed"] = removed
+        if "upgrade" in passes:
+            ran = [a["revision"] for a in passes["upgrade"].applied] + [r for r in [passes["upgrade"].failed_revision] if r]
+            executed = executed_sql(ctx, project, ran, captured, scratch.name)
+            result.data.update(executed)
+            result.code.update({f"{rev} {project.description(rev)} (as executed on the rehearsal copy)": text
+                                for rev, text in executed["executed_sql"].items()})
+            if executed.get("executed_review_error"):
+                stage("executed SQL", False, f"not reviewed: {executed['executed_review_error']}", severity="warning")
+            else:
+                found = executed["executed_findings"]
+                stage("executed SQL", True, f"{sum(executed['executed_statements'].values())} statement(s) of "
+                      f"{len(ran)} revision(s) recorded -> {executed['executed_file']}; reviewed: "
+                      + (f"{len(found)} finding(s)" if found else "no finding"))
 
     result.seconds = t.seconds
     rows = _revision_rows(project, pending, passes, activity_now)
