@@ -268,6 +268,7 @@ def main() -> int:
     parser.add_argument("--sleep", type=float, default=0.3, help="seconds each revision sleeps")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--home", default=None, help="embedded server state directory (default: a temporary one)")
+    parser.add_argument("--minutes", type=float, default=None, help="start no trial after this many minutes")
     parser.add_argument("--signals", default="KILL", help="signals to send, taken in turn: KILL, TERM, HUP (comma-separated)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
@@ -282,7 +283,11 @@ def main() -> int:
     print(f"soak: {args.trials} trials, {args.revisions} revisions ({args.sleep}s each), seed {seed}, in {work}", flush=True)
     signals = [getattr(signal, "SIG" + s.strip().upper().removeprefix("SIG")) for s in args.signals.split(",") if s.strip()]
     tally = {s: {"trials": 0, "kills": 0, "failures": 0} for s in signals}
+    stop_at = time.time() + args.minutes * 60 if args.minutes else None
     for i in range(1, args.trials + 1):
+        if stop_at and time.time() > stop_at:
+            print(f"soak: the {args.minutes:g}-minute budget is spent after {i - 1} trials", flush=True)
+            break
         signum = signals[(i - 1) % len(signals)]
         tally[signum]["trials"] += 1
         # the whole deploy: start-up, the rehearsal's three passes, then the upgrade itself
@@ -293,7 +298,7 @@ def main() -> int:
         tally[signum]["failures"] += bool(problems)
     failures = sum(t["failures"] for t in tally.values())
     verify = subprocess.run([SWRUN, "reports", "verify", "--reports-dir", str(work / "reports")], capture_output=True, text=True)
-    print(f"\nsoak summary: trials {args.trials}, seed {seed}, failures {failures}")
+    print(f"\nsoak summary: trials {sum(t['trials'] for t in tally.values())}, seed {seed}, failures {failures}")
     for signum, t in tally.items():
         print(f"  {signal.Signals(signum).name}: {t['trials']} trials, {t['kills']} landed mid-run, {t['failures']} failed")
     print(f"reports verify exit {verify.returncode}: {verify.stdout.strip().splitlines()[-1:] or verify.stderr.strip()[-200:]}")
