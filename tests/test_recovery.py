@@ -490,3 +490,150 @@ def test_enum_change_generate_only_then_the_same_change_reuses_the_file(db_url, 
     assert done["enum-generate"]["data"]["revision"] == revision == current_revision(db_url)
     assert len(list((project_copy / VERSIONS).glob("*_change_enum_user_role.py"))) == 1
     assert done["enum-check"]["outcome"] == "ok"
+
+
+# -- scratch builds: one Alembic run, the baseline, what doctor and stamp say when they cannot build ---------
+
+
+def _ctx(db_url: str, ini: Path):
+    return RunContext(database_url=db_url, project_path=str(ini))
+
+
+def test_scratch_build_is_one_alembic_run(db_url, project_copy, tmp_path, monkeypatch):
+    from swrun.database import normalize_url
+    from swrun.migrations import Project
+    from swrun.recovery import scratch
+
+    runs = tmp_path / "env-runs"
+    env_py = project_copy / "migrations" / "env.py"
+    env_py.write_text(f"open({str(runs)!r}, 'a').write('run\\n')\n" + env_py.read_text())
+    project = Project.load(project_copy / "alembic.ini")
+    built = scratch.build(project, normalize_url(db_url), project.heads, every_state=True)
+    assert runs.read_text().count("run") == 1  # seven revisions, one env.py run, as `alembic upgrade head`
+    assert current_revision(db_url) == HEAD
+    assert list(built.states) == ["<base>", *project.topo_order(set(project.revisions))]
+    assert not built.states["<base>"]["tables"] and ("public", "users") in built.states["3b11939b5277"]["tables"]
+
+
+LEGACY = '''import sqlalchemy as sa
+
+metadata = sa.MetaData()
+sa.Table("legacy", metadata, sa.Column("id", sa.Integer, primary_key=True))
+'''
+
+
+@pytest.fixture
+def on_app_tables(tmp_path, project_copy):
+    """A chain whose first revision alters a table the application creates itself (as mlflow's does)."""
+    project = tmp_path / "onapp"
+    (project / "migrations" / "versions").mkdir(parents=True)
+    shutil.copy(project_copy / "migrations" / "env.py", project / "migrations" / "env.py")
+    shutil.copy(project_copy / "migrations" / "script.py.mako", project / "migrations" / "script.py.mako")
+    (project / "alembic.ini").write_text((project_copy / "alembic.ini").read_text().replace(
+        "metadata = swrun.demo.smartwaste.models:metadata", ""))
+    (project / "h4_legacy_models.py").write_text(LEGACY)
+    add_revision(project, "0a0000000001", None, "op.add_column('legacy', sa.Column('extra', sa.Integer()))",
+                 "op.drop_column('legacy', 'extra')", slug="extend_legacy")
+    return project
+
+
+def _on_app_tables_at_head(db_url: str, project: Path) -> None:
+    from swrun.database import make_engine, normalize_url
+    from swrun.migrations import Project
+
+    engine = make_engine(normalize_url(db_url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("create table legacy (id serial primary key)")
+    engine.dispose()
+    Project.load(project / "alembic.ini").apply(normalize_url(db_url), "head")
+
+
+def test_a_chain_on_application_tables_is_said_in_one_line_then_built_with_the_baseline(db_url, on_app_tables):
+    from swrun.recovery import doctor, scratch, stamp
+
+    _on_app_tables_at_head(db_url, on_app_tables)
+    ini = on_app_tables / "alembic.ini"
+    results = doctor.diagnose(_ctx(db_url, ini))
+    sync = next(r for r in results if r.step == "doctor-sync")
+    assert sync.outcome == "failed" and not sync.data["differences"]  # no false drift
+    assert "the migrations cannot be built from an empty database: 0a0000000001 (0a0000000001_extend_legacy.py:" in sync.summary
+    assert "set [swrun] baseline" in sync.summary
+    said = doctor.text(results, _ctx(db_url, ini))
+    assert "no problems found" not in said and "could not run: alembic_version out of sync" in said
+    with pytest.raises(scratch.BuildFailed, match="cannot be built from an empty database: 0a0000000001"):
+        stamp.check(_ctx(db_url, ini), "head")
+
+    ini.write_text(ini.read_text().replace("[swrun]\n", "[swrun]\nbaseline = h4_legacy_models:metadata\n", 1))
+    results = doctor.diagnose(_ctx(db_url, ini))
+    assert [r.outcome for r in results] == ["ok"] * 5, [r.summary for r in results]
+    assert doctor.text(results, _ctx(db_url, ini)).endswith("no problems found")
+    assert stamp.check(_ctx(db_url, ini), "head").data["matched"]
+
+
+def test_doctor_reads_a_custom_version_table_as_alembic_does(db_url, project_copy):
+    from swrun.recovery import doctor
+
+    env_py = project_copy / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace('"compare_type": True}', '"compare_type": True, "version_table": "smartwaste_version"}'))
+    at(db_url, project_copy)
+    assert scalar(db_url, "select version_num from smartwaste_version") == HEAD
+    results = doctor.diagnose(_ctx(db_url, project_copy / "alembic.ini"))
+    by = {r.step: r for r in results}
+    assert by["doctor-pending"].summary == f"no: the database is at {HEAD}, up to date"
+    assert by["doctor-sync"].outcome == "ok", by["doctor-sync"].summary
+    assert doctor.text(results, _ctx(db_url, project_copy / "alembic.ini")).endswith("no problems found")
+
+
+def test_doctor_reports_a_cycle_as_status_does(db_url, project_copy):
+    first = project_copy / VERSIONS / "3b11939b5277_initial_schema.py"
+    first.write_text(re.sub(r"(?m)^down_revision.*$", f"down_revision = {HEAD!r}", first.read_text(), count=1))
+    status = run_cli("status", "--database-url", db_url, "--project", project_copy / "alembic.ini")
+    said = one_error_line(status).removeprefix("swrun: error: ")
+    assert "Cycle is detected in revisions" in said
+    proc = doctor(db_url, project_copy)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert f"evidence: {said}" in proc.stdout and "no problems found" not in proc.stdout
+
+
+def test_doctor_is_read_only_on_the_live_database(db_url, project_copy):
+    """Drift found, and the revision the schema matches named (the second scratch build to head):
+    alembic_version, ledger, row counts and schema of the live database unchanged."""
+    from swrun.recovery import doctor
+    from test_scratch_safety import state
+
+    at(db_url, project_copy)
+    scalar(db_url, "alter table pickups drop column notes; drop table route_stops; select 1")  # e1f2a3b4c5d6's schema
+    before = state(db_url)
+    results = doctor.diagnose(_ctx(db_url, project_copy / "alembic.ini"))
+    sync = next(r for r in results if r.step == "doctor-sync")
+    assert sync.data["matches"] == ["e1f2a3b4c5d6"] and sync.data["differences"]
+    assert state(db_url) == before
+    assert scratch_databases() == []
+
+
+# -- rollback of one branch --------------------------------------------------------------------------------
+
+
+def test_rollback_of_one_branch_undoes_only_that_branch(db_url, project_copy):
+    from swrun.database import normalize_url
+    from swrun.recovery import rollback
+
+    add_revision(project_copy, "e0000000001a", HEAD, "op.create_table('expand_t', sa.Column('id', sa.Integer, primary_key=True))",
+                 "op.drop_table('expand_t')", slug="expand1", extra_header="branch_labels = ('expand',)")
+    add_revision(project_copy, "e0000000002a", "e0000000001a", "op.add_column('expand_t', sa.Column('x', sa.Integer))",
+                 "op.drop_column('expand_t', 'x')", slug="expand2")
+    add_revision(project_copy, "c0000000001a", HEAD, "op.create_table('contract_t', sa.Column('id', sa.Integer, primary_key=True))",
+                 "op.drop_table('contract_t')", slug="contract1", extra_header="branch_labels = ('contract',)")
+    ctx = _ctx(db_url, project_copy / "alembic.ini")
+    ctx.project.apply(normalize_url(db_url), "heads")
+    for to in ("expand@-1", "e0000000001a"):
+        planned = rollback.plan(ctx, to=to)
+        assert planned.data["undo"] == ["e0000000002a"], to
+        assert sorted(planned.data["after"]) == ["c0000000001a", "e0000000001a"]
+        assert "roll back 1 revision(s)" in planned.summary
+        assert planned.data["data_at_risk"] == [{"object": "public.expand_t.x", "what the downgrade does":
+                                                 "drops the column (rows now: its non-null values)", "rows now": 0}]
+    done = rollback.run(ctx, planned.data["target"], planned.data["current"])
+    assert sorted(done.data["after"]) == ["c0000000001a", "e0000000001a"]
+    assert rollback.verify(ctx, planned.data["target"], done, planned.data["after"]).outcome == "ok"
+    assert scalar(db_url, "select count(*) from contract_t") == 0  # the other branch's table is still there

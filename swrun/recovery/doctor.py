@@ -90,7 +90,7 @@ def _short(error: str | None) -> str:
     """A load error, short: a missing file is the revisions check's finding, in full."""
     if error and "is defined by no migration file" in error:
         return "a revision's file is missing: see Can't locate revision"
-    return (error or "").split(" (")[0]
+    return error or ""
 
 
 def _db_revisions(ctx: RunContext, project: Project | None = None) -> tuple[str, ...]:
@@ -113,6 +113,12 @@ def _describe(project: Project, rev: str) -> str:
 def heads(ctx: RunContext) -> StepResult:
     with Timer() as t:
         project, broken = _project(ctx)
+        if project is None and broken and "Cycle is detected" in broken:  # as status says it, with what to do
+            finding = Finding("Revisions in a cycle", broken,
+                              "one of these revisions names a descendant as its down_revision: give it its real parent "
+                              "(`git log -p` on the files shows which line changed); Alembic loads no history until then",
+                              [], "the revisions' down_revision form a cycle")
+            return _result("heads", [finding], t, "")
         if project is None:  # a missing file splits the history: its pieces would look like heads
             return _skipped("heads", f"the project does not load ({_short(broken)})", t)
         found = list(project.heads)

@@ -18,6 +18,7 @@ from ..errors import UsageError
 from ..guards import ledger
 from ..result import StepResult, Timer
 from ..steps.upgrade import baseline
+from . import scratch
 
 DEVELOPMENT = ("development", "dev", "test", "local")
 WARNING = "NEVER do this in production!"
@@ -37,12 +38,21 @@ def gate(ctx: RunContext) -> StepResult:
     return StepResult("fresh-gate", outcome="blocked", summary=why, error=why, data={"environment": env, "allowed": False})
 
 
+def rebuilds(ctx: RunContext) -> None:
+    """Before anything is dropped: ``upgrade head`` from empty (the baseline first) works in a scratch
+    database, and env.py connects where swrun means; otherwise BuildFailed / StateError, nothing touched."""
+    project = ctx.project
+    with scratch.database(ctx, "embedded", "fresh") as url:
+        scratch.build(project, url, project.resolve("head"))
+
+
 def run(ctx: RunContext) -> StepResult:
     """``downgrade base`` then ``upgrade head``, one lock held for both."""
     if not is_development(ctx.environment):  # the library refuses too, not only the runbook's gate
         raise UsageError(f"start fresh refused in environment {ctx.environment!r}: {WARNING}")
     project = ctx.project
     project.resolve("head")  # two heads: StateError before anything is dropped
+    rebuilds(ctx)
     with Timer() as t:
         with migration_lock(ctx.engine, wait_s=ctx.lock_wait_s):
             before = project.current(ctx.url)
