@@ -13,7 +13,7 @@ from ..result import StepResult
 
 @register("preflight")
 def _preflight(rb: Runbook) -> StepResult:
-    return preflight.run(rb.ctx)
+    return preflight.run(rb.ctx, reports_dir=rb.reports_dir)
 
 
 @register("status")

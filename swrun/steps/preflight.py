@@ -20,7 +20,32 @@ from ..database import connect, server_facts
 from ..result import StepResult, Timer
 
 
-def run(ctx: RunContext, backup_dir: Path | None = None, activity_seconds: float = 1.0) -> StepResult:
+RECORD_ROOM = 4 << 20  # kept for a deploy's record: a few hundred KB (6 MB for 500 revisions)
+
+
+def _existing(directory: Path) -> Path:
+    return directory if directory.exists() else next((p for p in directory.resolve().parents if p.exists()), Path("/"))
+
+
+def _disk_checks(backup_dir: Path, reports_dir: Path | None, database_bytes: int) -> list[dict]:
+    """Room for the backup (the database's size) and for the record (RECORD_ROOM); when both are
+    on one filesystem, one check for the sum."""
+    backup_at = _existing(backup_dir)
+    reports_at = _existing(reports_dir) if reports_dir is not None else None
+    shared = reports_at is not None and reports_at.stat().st_dev == backup_at.stat().st_dev
+    free = shutil.disk_usage(backup_at).free
+    need = database_bytes + (RECORD_ROOM if shared else 0)
+    checks = [{"check": "disk for backup", "result": "pass" if free > need else "failed",
+               "detail": f"{free / 2**30:.1f} GiB free in {backup_at}, database is {database_bytes / 2**20:.1f} MiB"}]
+    if reports_at is not None and not shared:
+        free = shutil.disk_usage(reports_at).free
+        checks.append({"check": "disk for record", "result": "pass" if free > RECORD_ROOM else "failed",
+                       "detail": f"{free / 2**20:.1f} MiB free in {reports_at}, a record needs up to {RECORD_ROOM / 2**20:.0f} MiB"})
+    return checks
+
+
+def run(ctx: RunContext, backup_dir: Path | None = None, activity_seconds: float = 1.0,
+        reports_dir: Path | str | None = None) -> StepResult:
     checks: list[dict] = []
     with Timer() as t:
         with connect(ctx.engine) as conn:
@@ -45,12 +70,8 @@ def run(ctx: RunContext, backup_dir: Path | None = None, activity_seconds: float
         checks.append({"check": "activity", "result": "pass", "detail": activity.describe(traffic)})
         checks.append({"check": "long transactions", "result": "pass" if not long_tx else "warning",
                        "detail": "none" if not long_tx else "; ".join(f"pid {r['pid']} ({r['usename']}) open {r['age']}" for r in long_tx)})
-        directory = Path(backup_dir or ctx.backup_dir)
-        probe = directory if directory.exists() else next((p for p in directory.resolve().parents if p.exists()), Path("/"))
-        free = shutil.disk_usage(probe).free
-        need = int(facts["size_bytes"])
-        checks.append({"check": "disk for backup", "result": "pass" if free > need else "failed",
-                       "detail": f"{free / 2**30:.1f} GiB free in {probe}, database is {need / 2**20:.1f} MiB"})
+        checks += _disk_checks(Path(backup_dir or ctx.backup_dir), Path(reports_dir) if reports_dir else None,
+                               int(facts["size_bytes"]))
     failed = [c for c in checks if c["result"] == "failed"]
     warned = [c for c in checks if c["result"] == "warning"]
     result = StepResult("preflight", outcome="failed" if failed else ("warning" if warned else "ok"), seconds=t.seconds)
