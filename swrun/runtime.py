@@ -140,7 +140,7 @@ def _refuse(project: "Project", intended: URL, used: URL, database: str) -> Stat
              "in [swrun] url_env / --url-env")
     return StateError(
         f"the project's env.py connected to {_where(used, database)}{via}, not to {_where(intended)}, the database "
-        f"swrun is migrating: nothing was run there",
+        f"swrun was given: nothing was run there",
         hint=route)
 
 
