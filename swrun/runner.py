@@ -345,8 +345,10 @@ def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project
     # validated from the plain JSON: nbformat (0.4 s) and SQLAlchemy (0.6 s) load while the kernel boots
     raw, declared = _read_runbook(path)
     given = params_mod.validate(raw, raw_parameters or {})
+    # one spelling of each setting: the record's filing, the index entry and the kernel's gates use it
+    environment, operator, run_id = params_mod.runner_values(environment, operator, run_id)
 
-    ctx = RunContext(project_path=project, database_url=database_url, environment=records.check_name("environment", environment))
+    ctx = RunContext(project_path=project, database_url=database_url, environment=environment)
     given_url = ctx.given_url  # starts the embedded server if need be
     if not given_url.strip():
         ctx.url  # noqa: B018 - raises the one-line error for an empty URL, before any kernel
