@@ -590,3 +590,50 @@ def test_staging_to_production_lead_time(tmp_path):
     assert ops.loc["op-production", "runs"] == 4 and ops.loc["op-production", "failed"] == 1
     assert list(audit.load(reports, environments="staging", since="2026-03-02")["run_id"]) == ["s3"]
     assert audit.plot(df, "week").axes[0].get_title() == "deployments per week"
+
+
+# -- odd files: the store reads only its own regular files, never blocks ------------------------
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_an_index_that_is_not_a_file_is_one_line(tmp_path, kind):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    index = store.index_path(reports)
+    os.mkdir(index) if kind == "directory" else os.mkfifo(index)
+    for argv in (("reports", "list"), ("reports", "verify")):
+        proc = run_cli(*argv, "--reports-dir", reports, timeout=30)  # a FIFO opened for reading would hang
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"swrun: error: {index} is not a regular file ({'a directory' if kind == 'directory' else 'a FIFO'}) "
+            "(swrun keeps only regular files there)"]
+    with pytest.raises(store.StoreError):
+        store.append(reports, {"run_id": "x"})
+
+
+def test_verify_reads_nothing_outside_the_reports_directory(tmp_path):
+    reports = tmp_path / "reports"
+    entries = synthetic(reports, 3)
+    outside = tmp_path / "elsewhere.ipynb"
+    first, second = (store.record_file(reports, e) for e in entries[:2])
+    shutil.move(first, outside)
+    first.symlink_to(outside)  # a record replaced by a link out of the reports directory
+    second.unlink()
+    os.mkfifo(second)  # a record replaced by a FIFO: reading it would hang
+    stray = reports / "staging" / "2026" / "01" / "20260101T000000Z_deploy_fifo.ipynb"
+    os.mkfifo(stray)  # not indexed, not a file: not read either
+    proc = run_cli("reports", "verify", "--reports-dir", reports, timeout=30)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"record-unreadable: run {entries[0]['run_id']} (line 1): record file {entries[0]['record']}: " in proc.stdout
+    assert "is a symbolic link" in proc.stdout and "not a regular file (a FIFO)" in proc.stdout
+    assert "fifo.ipynb" not in proc.stdout
+
+
+def test_an_entry_whose_record_could_not_be_written_verifies_with_a_note(tmp_path):
+    reports = tmp_path / "reports"
+    meta = {"run_id": "r1", "runbook": "deploy", "environment": "staging", "outcome": "succeeded",
+            "revision_after": [HEAD], "identity": {}}
+    store.append(reports, store.entry_body(meta, "staging/2026/01/20260101T000000Z_deploy_r1.ipynb", "0" * 64,
+                                           missing="No space left on device"))
+    proc = run_cli("reports", "verify", "--reports-dir", reports)
+    assert proc.returncode == 0, proc.stdout
+    assert "run r1 (line 1): its record could not be written (No space left on device)" in proc.stdout
