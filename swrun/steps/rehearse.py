@@ -304,8 +304,9 @@ def executed_sql(ctx: RunContext, project, revisions: list[str], captured: list[
     reviewed = [_Executed(rev, text) for rev, text in texts.items() if text]
     try:
         findings = lint.squawk(reviewed, exclude=lint.squawk_exclusions(project), lock_timeout_set=bool(ctx.lock_timeout))
+        state, created = lint.EnumState(), set()  # carried base first: a table created earlier in the range is no danger
         for rev in reviewed:
-            findings.extend(_sql_rules(rev.revision, project.file_of(rev.revision).name, rev.sql))
+            findings.extend(lint.lint_sql(rev.revision, rev.sql, project.file_of(rev.revision).name, state=state, created=created))
     except SwrunError as exc:  # squawk missing or failing: the gates see "not reviewed"
         data["executed_review_error"] = exc.line()
         return data
@@ -320,20 +321,6 @@ class _Executed:
 
     def __init__(self, revision: str, sql: str):
         self.revision, self.sql = revision, sql
-
-
-def _sql_rules(revision: str, filename: str, sql: str) -> list:
-    """swrun's own SQL rules (the lint's) over one revision's SQL text."""
-    from ..guards import lint
-
-    own = getattr(lint, "lint_sql", None)
-    if own is not None:
-        return own(revision, sql, file=filename)
-    import ast
-
-    linter = lint._RevisionLinter(revision, filename, ast.Module(body=[], type_ignores=[]), lint.EnumState(), sql)
-    linter._sql(sql, 1)
-    return linter.findings
 
 
 def _write_whole(path: Path, text: str) -> None:
