@@ -50,3 +50,45 @@ def test_db_commands(tmp_path):
         assert after.returncode == 1 and "not running" in after.stdout
     finally:
         embedded.remove(tmp_path / "h")
+
+
+def test_a_held_state_lock_names_its_holder(tmp_path):
+    import pytest
+
+    from swrun.errors import DatabaseError
+
+    home = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from swrun.embedded import EmbeddedServer\n"
+                               "with EmbeddedServer(sys.argv[1])._lock():\n    print('held', flush=True); time.sleep(60)", str(home)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DatabaseError) as caught:
+            with embedded.EmbeddedServer(home)._lock(wait=0.5):
+                pass
+        line = caught.value.line()
+        assert f"is held by pid {holder.pid} (" in line and "EmbeddedServer" in line and "(waited 0.5s)" in line
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stale_pid_file_naming_a_live_process_is_never_signalled(tmp_path):
+    home = tmp_path / "stale"
+    server = embedded.EmbeddedServer(home)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        status = server.start()
+        server.stop()
+        # the server was killed and its pid reused: postmaster.pid now names an unrelated live process
+        pidfile = server.data_dir / "postmaster.pid"
+        pidfile.write_text(f"{sleeper.pid}\n{server.data_dir}\n1700000000\n{status.port}\n{status.socket_dir}\n127.0.0.1\n  1  2\nready   \n")
+        assert not server.status().running
+        assert server.stop() is False
+        again = server.start()  # the stale file removed, a real server started
+        assert again.running and again.pid != sleeper.pid
+        assert server.stop() is True
+        assert sleeper.poll() is None  # never signalled
+    finally:
+        sleeper.kill()
+        embedded.remove(home)
