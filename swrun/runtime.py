@@ -148,23 +148,26 @@ class _Anchor:
     """swrun's own connection to the intended database, holding a random advisory lock."""
 
     def __init__(self, url: URL):
-        from .database import make_engine
+        from sqlalchemy.exc import DBAPIError
+
+        from .database import explain_connect_error, make_engine
 
         self.engine = make_engine(url)
         self.engine._connection_cls = SharedConnection  # connect() builds the class env.py receives
         self.key = secrets.randbits(63) * (1 if secrets.randbits(1) else -1)
-        from .database import connect
-
-        with contextlib.ExitStack() as stack:
-            self.connection: SharedConnection = stack.enter_context(connect(self.engine))
-            stack.pop_all()
-        self.connection.exec_driver_sql(f"select pg_advisory_lock({int(self.key)})")
-        self.pid = self.connection.exec_driver_sql("select pg_backend_pid()").scalar()
-        self.connection.commit()
+        try:
+            self.connection: SharedConnection = self.engine.connect()
+            self.connection.exec_driver_sql(f"select pg_advisory_lock({int(self.key)})")
+            self.pid = self.connection.exec_driver_sql("select pg_backend_pid()").scalar()
+            self.connection.commit()  # the session lock stays; no transaction is left open for env.py
+        except DBAPIError as exc:
+            self.close()
+            raise explain_connect_error(exc, url) from None
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.connection.really_close()
+        if getattr(self, "connection", None) is not None:
+            with contextlib.suppress(Exception):
+                self.connection.really_close()
         self.engine.dispose()
 
 

@@ -211,6 +211,19 @@ def test_failing_revision_names_its_file_and_line(db_url, project_copy):
     assert err.value.revision == "0badc0ffee01" and "sqlalchemy" not in err.value.line().lower()
 
 
+def test_a_failure_in_the_worker_thread_is_raised_to_the_caller(db_url, project_copy):
+    add_revision(project_copy, "0badc0ffee02", HEAD, "op.execute('select 1/0')")
+    project = Project.load(project_copy / "alembic.ini")
+
+    async def in_a_kernel_cell():
+        with pytest.raises(MigrationFailed) as err:
+            project.apply(url_of(db_url), "head")
+        return err.value.revision
+
+    assert asyncio.run(in_a_kernel_cell()) == "0badc0ffee02"
+    assert current_revision(db_url) == HEAD  # the revisions before it committed
+
+
 def test_env_py_error_is_one_line_with_its_file_and_no_password(tmp_path):
     copy = copy_project("rt_engine", tmp_path)
     env = copy / "migrations" / "env.py"
