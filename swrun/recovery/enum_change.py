@@ -447,7 +447,9 @@ def generate(ctx: RunContext, planned: StepResult, *, rev_id: str = "") -> StepR
             path = directory / f"{revision}_{slug}.py"
             if path.exists():
                 raise UsageError(f"{path} exists already")
-            path.write_text(render(target, mapping, revision, parent), encoding="utf-8")
+            from ..records import write_atomic  # a half-written migration must never be found by Alembic
+
+            write_atomic(path, render(target, mapping, revision, parent), mode=0o644)
             reused = False
         fresh = Project.load(project.ini_path)  # the new file is part of the graph now
         if revision not in fresh.revisions or fresh.heads != (revision,):

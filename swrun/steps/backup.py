@@ -179,7 +179,7 @@ def sweep_partials(directory: Path) -> list[Path]:
     """Remove the unfinished dumps of runs that died (SIGKILL: no cleanup ran); a live run holds
     a lock on its own, which is left alone."""
     removed = []
-    for leftover in Path(directory).glob("*.partial"):
+    for leftover in [*Path(directory).glob("*.dump.partial"), *Path(directory).glob("*.dumpdir.partial")]:
         try:
             fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:

@@ -61,7 +61,7 @@ def run(ctx: RunContext, target: str = "head", current: tuple[str, ...] | None =
         header = f"-- swrun preview: {start} -> {target}\n-- database: {ctx.redacted_url}\n-- run: {ctx.run_id}\n"
         secrets = records.secret_forms(ctx.url)  # env.py or a migration may have written the URL into the SQL
         text = header + "".join(r.sql if not r.offline_error else _no_sql_comment(project, r) for r in revisions)
-        path.write_text(records.redact(text, secrets)[0])
+        records.write_atomic(path, records.redact(text, secrets)[0])  # never a truncated file under its name
         rows = [{
             "revision": r.revision,
             "description": r.description,
@@ -187,5 +187,5 @@ def psql_script(revisions, current: tuple[str, ...], target: str, *, lock_timeou
 def write_sql_file(path: Path, text: str) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode()
-    path.write_bytes(data)
+    records.write_atomic(path, text)  # temporary file, fsync, rename
     return {"file": str(path), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
