@@ -194,6 +194,16 @@ def runbook_with_fixed_environment(env: Env) -> None:
     (env.workdir / "custom.ipynb").write_text(json.dumps(nb))
 
 
+def index_is(kind: str):
+    def setup(env: Env) -> None:
+        import os
+
+        (env.workdir / "reports").mkdir()
+        index = env.workdir / "reports" / "index.jsonl"
+        index.mkdir() if kind == "directory" else os.mkfifo(index)
+    return setup
+
+
 def garbage_runbook(env: Env) -> None:
     env.blocker = env.workdir / "broken.ipynb"
     env.blocker.write_text("{ this is not json")
@@ -466,6 +476,9 @@ CASES = [
                  id="preview-out-dir-too-long"),
     pytest.param(Case(("run", *DB, "deploy", "-p", "backup_dir", LONG_PART), USAGE, ("has a part of 300 bytes",),
                       check=workdir_empty), id="backup-dir-parameter-part-too-long"),
+    *[pytest.param(Case(("reports", action, "--reports-dir", "reports"), 1, ("index.jsonl is not a regular file", f"a {kind}"),
+                        setup=index_is(kind)), id=f"reports-{action}-index-is-a-{kind.lower()}")
+      for action in ("list", "verify") for kind in ("directory", "FIFO")],
     pytest.param(Case(("reports", "show", "../../etc", "--reports-dir", "reports"), USAGE, ("no run '../../etc'",),
                       setup=reports_with_index([])), id="reports-show-traversal"),
     pytest.param(Case(("reports", "list", "--since", "notadate", "--reports-dir", "reports"), USAGE, ("cannot read the time",),
@@ -504,7 +517,8 @@ def _table_row(name: str, argv: list[str], proc, env: Env) -> None:
         if long:
             line = line.replace(long, short)
             argv = [a.replace(long, short) for a in argv]
-    cell = " ".join(argv).replace("|", "\\|")
+    shown = [a.replace("\n", "\\n") if len(a) <= 100 else f"{a[:24]}...({len(a)} characters)" for a in argv]
+    cell = " ".join(shown).replace("|", "\\|")
     with open(out, "a") as fh:
         fh.write(f"| {name} | `swrun {cell}` | {line.replace('|', chr(92) + '|')} | {proc.returncode} |\n")
 
