@@ -109,3 +109,51 @@ def test_incomplete_script_stops_psql_before_anything_runs():
     assert "-- NO OFFLINE SQL: AttributeError: no (v.py:3)" in text
     whole = preview.psql_script(revs[:1], (), HEAD, lock_timeout="1s", statement_timeout="0")
     assert "INCOMPLETE" not in whole and "CREATE TABLE t (id int);" in whole
+
+
+# -- the target's rights -------------------------------------------------------------------------
+
+
+def _sql(url: str, *statements: str) -> None:
+    from swrun import database
+
+    eng = database.make_engine(database.normalize_url(url))
+    try:
+        with eng.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        eng.dispose()
+
+
+def _role_url(url: str, role: str, password: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(username=role, password=password).render_as_string(hide_password=False)
+
+
+def test_a_role_that_cannot_create_in_public_stops_at_preflight_not_proven(pg, tmp_path):
+    """A non-superuser without CREATE on public (PostgreSQL 15's default for a role that does not own
+    the database): the deploy stops at preflight with one line and the fix; nothing says proven."""
+    admin = pg.status().url("postgres")
+    for url in new_database(pg):
+        _sql(admin, "drop role if exists h3_app", "create role h3_app login password 'h3-app-pw'")
+        try:
+            _sql(url, "revoke create on schema public from public")  # PostgreSQL 15's default, said for older servers
+            proc = run_cli("deploy", "--database-url", _role_url(url, "h3_app", "h3-app-pw"), cwd=tmp_path)
+            assert proc.returncode != 0
+            line = [x for x in proc.stderr.splitlines() if x.startswith("swrun: error:")]
+            assert len(line) == 1, proc.stderr
+            assert "role h3_app cannot create in schema public" in line[0] and "GRANT USAGE, CREATE ON SCHEMA public TO h3_app" in line[0]
+            assert "FAILED at preflight" in proc.stderr and "proven" not in proc.stderr and "Traceback" not in proc.stderr
+            assert current_revision(url) is None
+
+            # read-only for the role: the same, with its own fix
+            _sql(url, "grant create on schema public to h3_app")
+            _sql(admin, "alter role h3_app set default_transaction_read_only = on")
+            proc = run_cli("deploy", "--database-url", _role_url(url, "h3_app", "h3-app-pw"), "--steps", "preflight", cwd=tmp_path)
+            assert proc.returncode != 0 and "the database is read-only for h3_app" in proc.stderr, proc.stderr
+            assert "h3-app-pw" not in proc.stderr + proc.stdout
+        finally:
+            _sql(url, "drop owned by h3_app")
+            _sql(admin, "drop role if exists h3_app")
