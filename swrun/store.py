@@ -200,7 +200,7 @@ def append(reports_dir: Path, body: dict, key: str | None = None) -> dict:
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(reports_dir)
+                fsync_path(reports_dir)
     return entry
 
 
@@ -234,7 +234,8 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (its entries), best effort."""
     with contextlib.suppress(OSError):
         dfd = os.open(path, os.O_RDONLY)
         try:

@@ -7,7 +7,6 @@ backup leaves no file that looks like a good one.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -28,6 +27,7 @@ from ..errors import BackupError
 from ..kernel import die_with_parent
 from ..migrations import file_sha256
 from ..result import StepResult, Timer
+from ..store import fsync_path
 
 
 # connection options of a URL's query that libpq tools take from the environment; the rest
@@ -200,12 +200,7 @@ def _fsync_tree(path: Path, contents: bool = True) -> None:
     """fsync a dump file, or a directory dump's files and the directory itself."""
     targets = sorted(path.iterdir()) + [path] if path.is_dir() and contents else [path]
     for target in targets:
-        with contextlib.suppress(OSError):
-            fd = os.open(target, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_path(target)
 
 
 def _digest(path: Path) -> tuple[str, int]:
