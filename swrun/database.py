@@ -72,7 +72,7 @@ def check_duration(name: str, value) -> str:
     text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
     if text is None or len(text) > 24 or not _DURATION.match(text):
         shown = repr(value)[:40]
-        raise UsageError(f"{name} must be a PostgreSQL duration such as 10s, 500ms or 2min, not {shown}")
+        raise UsageError(f"invalid {name} {shown}: expects a PostgreSQL duration such as 10s, 500ms or 2min")
     return text
 
 
