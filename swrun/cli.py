@@ -501,7 +501,7 @@ def _reports(args) -> int:
             raise problem
         return 0
     entries = store.filter_entries(
-        index.entries, environment=args.env, runbook=args.runbook, outcome=args.outcome, revision=args.revision,
+        index.entries, environment=args.env.strip().lower() if args.env else None, runbook=args.runbook, outcome=args.outcome, revision=args.revision,
         since=store.parse_time(args.since) if args.since else None,
         until=store.parse_time(args.until, end=True) if args.until else None)
     print(json.dumps([store.public(e) for e in entries], indent=1) if args.json else store.format_table(entries))
