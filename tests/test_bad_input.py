@@ -517,7 +517,8 @@ def _table_row(name: str, argv: list[str], proc, env: Env) -> None:
         if long:
             line = line.replace(long, short)
             argv = [a.replace(long, short) for a in argv]
-    shown = [a.replace("\n", "\\n") if len(a) <= 100 else f"{a[:24]}...({len(a)} characters)" for a in argv]
+    shown = [(a.replace("\n", "\\n") if a.strip() == a else repr(a)) if len(a) <= 100 else f"{a[:24]}...({len(a)} characters)"
+             for a in argv]  # an empty or space-padded argument quoted
     cell = " ".join(shown).replace("|", "\\|")
     with open(out, "a") as fh:
         fh.write(f"| {name} | `swrun {cell}` | {line.replace('|', chr(92) + '|')} | {proc.returncode} |\n")
