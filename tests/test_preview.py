@@ -157,3 +157,37 @@ def test_a_role_that_cannot_create_in_public_stops_at_preflight_not_proven(pg, t
         finally:
             _sql(url, "drop owned by h3_app")
             _sql(admin, "drop role if exists h3_app")
+
+
+def test_the_rehearsal_runs_as_the_targets_role_and_fails_where_the_target_would(pg, tmp_path):
+    """Tables owned by another role: the target's role may write rows but not ALTER them. The
+    rehearsal runs the migrations on the copy as that role (it exists on the rehearsal server), so
+    it fails there, before the upgrade: never "rollback plan proven" for a run the target refuses."""
+    from conftest import DEMO_DIR
+    from swrun.config import RunContext
+    from swrun.steps import upgrade
+
+    admin = pg.status().url("postgres")
+    middle = "e1f2a3b4c5d6"
+    for url in new_database(pg):
+        _sql(admin, "drop role if exists h3_app", "create role h3_app login password 'h3-app-pw'")
+        try:
+            upgrade.run(RunContext(database_url=url, project_path=str(DEMO_DIR / "alembic.ini")), target=middle)
+            _sql(url, "grant usage, create on schema public to h3_app",
+                 "grant select, insert, update, delete on all tables in schema public to h3_app",
+                 "grant usage, select on all sequences in schema public to h3_app",
+                 "grant usage, create on schema swrun to h3_app",
+                 "grant select, insert, update, delete on all tables in schema swrun to h3_app",
+                 "grant usage, select on all sequences in schema swrun to h3_app")
+            proc = run_cli("deploy", "--database-url", _role_url(url, "h3_app", "h3-app-pw"), cwd=tmp_path, timeout=300)
+            assert proc.returncode != 0, proc.stderr
+            assert "FAILED at rehearse" in proc.stderr and "proven" not in proc.stderr, proc.stderr
+            assert "must be owner of table pickups" in proc.stderr
+            assert current_revision(url) == middle  # the real database was not touched
+            [record] = sorted((tmp_path / "reports").rglob("*.ipynb"))
+            rights = next(s for s in json.loads(record.read_text())["metadata"]["swrun"]["steps"] if s["step"] == "rehearse")
+            assert rights["data"]["rights"]["as_role"] == "h3_app"
+            assert "h3-app-pw" not in record.read_text()
+        finally:
+            _sql(url, "drop owned by h3_app")
+            _sql(admin, "drop role if exists h3_app")

@@ -92,7 +92,7 @@ def test_deploy_rehearses_on_a_copy_and_records_timings_and_locks(pg, db_url, wo
     assert "rollback plan proven: the downgrade to <base> ran on real data" in done["summary"]
     assert {s["stage"]: s["result"] for s in data["stages"]} == {
         "restore": "pass", "upgrade": "pass", "verify": "pass", "downgrade": "pass", "schema after downgrade": "pass",
-        "rows after downgrade": "pass", "upgrade again": "pass", "scratch database": "pass", "executed SQL": "pass"}
+        "rows after downgrade": "pass", "upgrade again": "pass", "scratch database": "pass", "executed SQL": "pass", "target's rights": "pass"}
 
     # every revision up, down and up again, each timed on the copy
     rows = {r["revision"]: r for r in data["revisions"]}

@@ -176,6 +176,13 @@ class _Scratch:
                 swept.append({"database": name, "removed": False, "error": _first_line(exc)})
         return swept
 
+    def recreate(self) -> None:
+        """An empty scratch database again (a restore that failed half-way)."""
+        with connect(self.admin) as conn:
+            _drop_database(conn.execution_options(isolation_level="AUTOCOMMIT"), self.name)
+        self._sql(f'create database "{self.name}" template template0')
+        self._sql(f'alter database "{self.name}" set synchronous_commit = off')
+
     def drop(self) -> bool:
         """Drop it (ending any session left on it); True when it is gone."""
         with connect(self.admin) as conn:
@@ -197,12 +204,14 @@ def _drop_database(conn, name: str) -> bool:
     return conn.execute(sa.text("select count(*) from pg_database where datname = :n"), {"n": name}).scalar() == 0
 
 
-def restore(dump: Path, url: URL, jobs: int = 4) -> None:
-    """pg_restore a dump into an empty database: no owners, grants, tablespaces or subscriptions
-    (a scratch copy must not need the production roles, nor start replicating)."""
+def restore(dump: Path, url: URL, jobs: int = 4, *, owners: bool = False) -> None:
+    """pg_restore a dump into an empty database: no tablespaces or subscriptions (a scratch copy
+    must not start replicating), and no owners or grants (it must not need the production roles)
+    unless ``owners``: then with them, for a rehearsal as the target's role on a server that has its roles."""
     args, env = libpq_args(url)
     parallel = ["-j", str(jobs)] if dump.is_dir() else []
-    cmd = [str(embedded.pg_tool("pg_restore")), "--no-owner", "--no-privileges", "--no-tablespaces", "--no-subscriptions",
+    keep = [] if owners else ["--no-owner", "--no-privileges"]
+    cmd = [str(embedded.pg_tool("pg_restore")), *keep, "--no-tablespaces", "--no-subscriptions",
            "--no-publications", "--no-security-labels", "--exit-on-error", *parallel, *args, "-d", url.database or "", str(dump)]
     from ..kernel import die_with_parent  # pg_restore dies with the kernel, never left filling the scratch copy
 
@@ -266,6 +275,56 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
     done.seconds = time.perf_counter() - started
     done.applied = [a.as_dict() for a in applied]
     return done
+
+
+_SETTINGS = ("search_path", "statement_timeout")  # the target role's session settings a migration feels
+
+
+def _target_rights(ctx: RunContext, scratch: "_Scratch") -> dict:
+    """Who the migrations run as on the target and with which settings, and whether the copy can
+    run them as that role: only where the role exists on the rehearsal server and is not the one
+    the rehearsal already connects as (on the target's own server it is the same role)."""
+    from .preflight import role_facts
+
+    with connect(ctx.engine) as conn:
+        facts = role_facts(conn)
+    out = {"role": facts["role"], "superuser": bool(facts["superuser"]), "as_role": None, "note": None,
+           **{k: facts[k] for k in _SETTINGS}}
+    admin_user = scratch.admin_url.username
+    with connect(scratch.admin) as conn:
+        exists = conn.execute(sa.text("select count(*) from pg_roles where rolname = :r"), {"r": facts["role"]}).scalar()
+        me = conn.exec_driver_sql("select current_user").scalar()
+    if facts["role"] == (admin_user or me):
+        out["note"] = f"as {facts['role']}, the target's own role"
+    elif facts["superuser"]:
+        out["note"] = f"as {me}: {facts['role']} is a superuser on the target, its rights reach as far"
+    elif exists:
+        out["as_role"] = facts["role"]
+    else:
+        out["note"] = (f"as {me}: {facts['role']} is not a role on {scratch.where}; the preflight checked what it may do "
+                       "on the target (writable, search_path, CREATE)")
+    return out
+
+
+def _libpq_option(value: str) -> str:
+    """A value inside libpq's ``options``: backslash and space escaped."""
+    return str(value).replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def _with_settings(url: URL, rights: dict) -> URL:
+    """The copy's URL for the migrations' connection: the target's search_path and statement_timeout
+    (and its role, where the copy can run as it) as libpq startup options; other connections keep theirs."""
+    options = [f"-c {name}={_libpq_option(rights[name])}" for name in _SETTINGS if rights.get(name) is not None]
+    if rights.get("as_role"):
+        options.insert(0, f"-c role={_libpq_option(rights['as_role'])}")
+    return url.update_query_dict({"options": " ".join(options)}) if options else url
+
+
+def _describe_rights(rights: dict) -> str:
+    settings = ", ".join(f"{k} = {rights[k]!r}" for k in _SETTINGS)
+    who = f"as {rights['as_role']} (SET ROLE), the target's role, with its owners and grants restored" if rights["as_role"] \
+        else rights["note"]
+    return f"the migrations ran {who}; with the target's {settings}"
 
 
 def executed_sql(ctx: RunContext, project, revisions: list[str], captured: list[dict], copy: str) -> dict:
@@ -397,8 +456,19 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
                     ([f"removed {', '.join(gone)}: left by a rehearsal that was killed before its cleanup"] if gone else [])
                     + ([f"could not remove {', '.join(kept)}"] if kept else [])), severity="warning")
             at = "restore"
+            rights = _target_rights(ctx, scratch)
+            result.data["rights"] = {k: v for k, v in rights.items() if k != "options"}
             with Timer() as restoring:
-                restore(dump, scratch.url)
+                if rights["as_role"]:
+                    try:
+                        restore(dump, scratch.url, owners=True)
+                    except RehearsalError as exc:  # a role the dump names is not on this server
+                        scratch.recreate()
+                        restore(dump, scratch.url)
+                        rights["as_role"] = None
+                        rights["note"] = f"not as {rights['role']}: with its owners and grants {exc.line().split(': ', 1)[-1]}"
+                else:
+                    restore(dump, scratch.url)
                 observer_engine = make_engine(scratch.url)
                 with connect(observer_engine) as conn:
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -406,6 +476,9 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
                     size = int(conn.exec_driver_sql("select pg_database_size(current_database())").scalar())
             stage("restore", True, f"{dump.name} into {scratch.name} on {scratch.where}: {size / 2**20:.1f} MiB in "
                                    f"{restoring.seconds:.2f}s (pg_restore, then ANALYZE)")
+            migrate_url = _with_settings(scratch.url, rights)
+            result.data["rights"] = {k: v for k, v in rights.items() if k != "options"}
+            stage("target's rights", True, _describe_rights(rights))
             result.data["restore_seconds"] = round(restoring.seconds, 3)
             result.data["copy_bytes"] = size
             restored_at = tuple(project.current(scratch.url))
@@ -432,7 +505,7 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
                 for key, goal, direction, label in (("upgrade", target, "upgrade", "upgrade"),
                                                     ("downgrade", start_rev, "downgrade", "downgrade"),
                                                     ("upgrade_again", target, "upgrade", "upgrade again")) if pending else ():
-                    done = passes[key] = _apply(project, scratch.url, goal, direction, observer if key != "upgrade_again" else None,
+                    done = passes[key] = _apply(project, migrate_url, goal, direction, observer if key != "upgrade_again" else None,
                                                 ctx.lock_timeout, scratch.name, captured if key == "upgrade" else None)
                     moved = f"{where_from} -> {where_to}" if direction == "upgrade" else f"{where_to} -> {where_from}"
                     if done.error:
