@@ -144,6 +144,14 @@ def _refuse(project: "Project", intended: URL, used: URL, database: str) -> Stat
         hint=route)
 
 
+def _system_identifier(connection: Connection) -> str | None:
+    """The cluster's identifier where the role may read it: a second witness beside the lock.
+    Asked first, because calling the function without the right fails the transaction."""
+    if connection.execute(text("select has_function_privilege('pg_control_system()', 'execute')")).scalar():
+        return connection.execute(text("select system_identifier::text from pg_control_system()")).scalar()
+    return None
+
+
 class _Anchor:
     """swrun's own connection to the intended database, holding a random advisory lock."""
 
@@ -159,6 +167,7 @@ class _Anchor:
             self.connection: SharedConnection = self.engine.connect()
             self.connection.exec_driver_sql(f"select pg_advisory_lock({int(self.key)})")
             self.pid = self.connection.exec_driver_sql("select pg_backend_pid()").scalar()
+            self.system = _system_identifier(self.connection)
             self.connection.commit()  # the session lock stays; no transaction is left open for env.py
         except DBAPIError as exc:
             self.close()
@@ -185,10 +194,11 @@ def _check_connection(project: "Project", connection, anchor: _Anchor, intended:
         "and database = (select oid from pg_database where datname = current_database()) "
         "and ((classid::bigint << 32) | objid::bigint) = (cast(:key as bigint) & x'ffffffffffffffff'::bigint))"),
         {"pid": int(anchor.pid), "key": int(anchor.key)}).one()
+    pid, database, held = row
+    system = _system_identifier(connection) if held and anchor.system else None
     if opened_here:
         connection.commit()
-    pid, database, held = row
-    if not held:
+    if not held or (system and anchor.system and system != anchor.system):
         raise _refuse(project, intended, connection.engine.url, database)
     seen.pid, seen.checked = int(pid), True
 

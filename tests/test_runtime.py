@@ -35,6 +35,15 @@ def raw(db_url: str) -> str:
     return url_of(db_url).render_as_string(hide_password=False)
 
 
+def execute(db_url: str, sql: str) -> None:
+    eng = database.make_engine(url_of(db_url))
+    try:
+        with eng.begin() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        eng.dispose()
+
+
 def has_table(db_url: str, name: str) -> bool:
     return bool(scalar(db_url, f"select to_regclass('{name}') is not null"))
 
@@ -69,6 +78,28 @@ def test_env_py_that_ignores_swrun_url_is_refused_before_anything_runs(db_url, o
         project.offline_sql(url_of(db_url), (), "head")
     assert not has_table(other_db, "alembic_version") and not has_table(other_db, "items")
     assert not has_table(db_url, "alembic_version")
+
+
+def test_identity_check_works_for_a_role_that_cannot_read_the_cluster_identifier(db_url):
+    import uuid
+
+    role = f"rt_role_{uuid.uuid4().hex[:8]}"
+    database_name = url_of(db_url).database
+    execute(db_url, f'create role "{role}" login')
+    try:
+        execute(db_url, f'alter database "{database_name}" owner to "{role}"')
+        # this worker's own server: its tests run one at a time, and the grant is put back below
+        execute(db_url, "revoke execute on function pg_control_system() from public")
+        assert not scalar(db_url, f"select has_function_privilege('{role}', 'pg_control_system()', 'execute')")
+        as_role = url_of(db_url).set(username=role)
+        project = Project.load(PROJECTS / "rt_engine")
+        assert [a.revision for a in project.apply(as_role, "head")] == ["rt0001", "rt0002"]
+        assert project.current(as_role) == ("rt0002",)
+    finally:
+        execute(db_url, "grant execute on function pg_control_system() to public")
+        execute(db_url, f'alter database "{database_name}" owner to postgres')
+        execute(db_url, f'drop owned by "{role}"')
+        execute(db_url, f'drop role "{role}"')
 
 
 def test_url_env_routes_the_url_to_env_py_and_restores_the_variable(db_url, other_db, monkeypatch, tmp_path):
