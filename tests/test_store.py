@@ -534,7 +534,7 @@ def test_export_html_shows_inputs_and_outputs(reports, kept, tmp_path):
     text = html.unescape(re.sub(r"<[^>]+>", "", page))
     assert run_id in text and "SUCCEEDED" in text
     assert 'upgrade = rb.run("upgrade")' in text  # inputs
-    assert "5/5 checks passed" in text  # outputs
+    assert "4/4 checks passed" in text  # outputs (verify no longer has a "single head" check)
     assert '<script src="http' not in page and "script-src 'none'" in page
     elsewhere = run_cli("reports", "export", run_id, "--reports-dir", reports, "--out", tmp_path / "out" / "x.html")
     assert elsewhere.returncode == 0 and (tmp_path / "out" / "x.html").exists()
