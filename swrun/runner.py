@@ -441,11 +441,11 @@ def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project
         print(f"swrun: {verdict} in {timings['total']:.2f}s{ready}; record: {shown}", file=sys.stderr, flush=True)
         if outcome.redactions:
             print(f"swrun: warning: {outcome.redactions} occurrence(s) of the database password were found and redacted", file=sys.stderr)
-    if outcome.message and (outcome.outcome != "succeeded" or outcome.record_missing):
-        print(f"swrun: error: {outcome.message}", file=sys.stderr, flush=True)
-    elif outcome.signal:  # arrived as the run was ending: the run was not cut short, but say why the exit code
-        print(f"swrun: error: {signal_name(outcome.signal)} arrived as the run was ending; it had {outcome.outcome} "
-              f"and its record was kept", file=sys.stderr, flush=True)
+        if outcome.message and (outcome.outcome != "succeeded" or outcome.record_missing):
+            print(f"swrun: error: {outcome.message}", file=sys.stderr, flush=True)
+        elif outcome.signal:  # arrived as the run was ending: the run was not cut short, but say why the exit code
+            print(f"swrun: error: {signal_name(outcome.signal)} arrived as the run was ending; it had {outcome.outcome} "
+                  f"and its record was kept", file=sys.stderr, flush=True)
     return outcome
 
 
