@@ -46,7 +46,7 @@ def test_deploy_goes_on_past_revisions_with_no_offline_sql(deployed):
     assert shown["outcome"] == "warning"
     missing = {m["revision"]: m for m in shown["data"]["no_offline_sql"]}
     assert set(missing) == {ORM_REV, SELECT_REV}
-    assert missing[ORM_REV]["where"] == f"migrations/versions/{ORM_REV}_orm_rename_drivers.py:34"
+    assert missing[ORM_REV]["where"] == f"versions/{ORM_REV}_orm_rename_drivers.py:34"
     assert "MockConnection" in missing[ORM_REV]["reason"] and "fetchone" in missing[SELECT_REV]["reason"]
     assert f"{ORM_REV}_orm_rename_drivers.py:34" in shown["summary"]
     # backup, rehearse and upgrade ran after it
@@ -92,7 +92,7 @@ def test_preview_command_prints_no_traceback_and_says_which_revisions(pg, tmp_pa
                        "--sql-file", tmp_path / "apply.sql")
         assert "Traceback" not in proc.stderr + proc.stdout
         assert proc.returncode == 0, proc.stderr
-        assert f"no offline SQL for {ORM_REV} (migrations/versions/{ORM_REV}_orm_rename_drivers.py:34" in proc.stdout
+        assert f"no offline SQL for {ORM_REV} (versions/{ORM_REV}_orm_rename_drivers.py:34" in proc.stdout
         assert current_revision(url) is None  # read-only
 
 
