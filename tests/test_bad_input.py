@@ -20,7 +20,7 @@ from typing import Callable
 import pytest
 import sqlalchemy as sa
 
-from conftest import HEAD, add_revision, current_revision, run_cli, scalar
+from conftest import HEAD, add_revision, current_revision, new_database, run_cli, scalar
 from swrun import database
 from swrun.config import RunContext
 from swrun.steps import upgrade
@@ -524,8 +524,16 @@ def _table_row(name: str, argv: list[str], proc, env: Env) -> None:
         fh.write(f"| {name} | `swrun {cell}` | {line.replace('|', chr(92) + '|')} | {proc.returncode} |\n")
 
 
+@pytest.fixture(scope="module")
+def shared_db(pg):
+    """One database for the cases rejected before anything connects: none can change it (each checks it did not)."""
+    yield from new_database(pg)
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input(case: Case, pg, db_url, project_copy, workdir, request):
+def test_bad_input(case: Case, pg, project_copy, workdir, request):
+    cheap = case.code == USAGE and case.setup is None and not case.at_head
+    db_url = request.getfixturevalue("shared_db" if cheap else "db_url")
     env = Env(pg, db_url, project_copy, workdir, url=db_url)
     if case.at_head:
         upgrade.run(RunContext(database_url=db_url, project_path=str(env.ini)))
