@@ -179,6 +179,12 @@ class Runbook:
             if not rehearsed(self) and "rehearsal" not in _names(self.override_gates):
                 return ("production requires a successful rehearsal of these migrations in this run (the guide: ALWAYS test "
                         "migrations locally first; Have rollback plan ready): run the rehearse step, or override: --override-gates rehearsal")
+            from .guards.gates import executed_gate  # the rehearsal ran after the guards: its SQL is gated here
+
+            done = self.result("rehearse")
+            gate = executed_gate(guards.data or {}, done.data if done is not None and done.ok else None)
+            if gate.result == "blocked":
+                return f"production requires the executed-sql gate: {gate.detail} ({gate.proceed})"
         return None
 
     def run(self, step: str) -> StepResult:

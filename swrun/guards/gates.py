@@ -13,6 +13,9 @@ locks              no other session holds a lock on a table the pending SQL touc
 long-transactions  no transaction open longer than the threshold                        long-transactions
 disk               free space where the backup goes exceeds the database's size         -
 backup             a verified backup from this same run (checked before the upgrade)    -
+executed-sql       the rehearsal's executed SQL: its danger findings acknowledged; a    acknowledge ID
+                   revision with neither offline nor executed SQL acknowledged
+                   (``not-reviewed:<rev>``) (checked before the upgrade)
 rehearsal          the same run rehearsed these migrations up, down and up on a         rehearsal
                    restored copy of its backup (checked before the upgrade)
 =================  ==================================================================  ===============
@@ -59,19 +62,89 @@ def parse_overrides(text: str | None) -> list[str]:
     return names
 
 
-def apply_acknowledgements(findings: list[Finding], ids: Iterable[str]) -> list[str]:
-    """Mark the named findings acknowledged; an id no finding has is an error (a typo must not pass)."""
+def apply_acknowledgements(findings: list[Finding], ids: Iterable[str], *, later: set[str] = frozenset(), split: bool = False):
+    """Mark the named findings acknowledged; an id no finding has is an error (a typo must not pass).
+
+    ``later``: revisions the rehearsal's executed SQL will review after this: an unknown id
+    ``<rule>:<revision>[:...]`` naming one of them is deferred (returned second when ``split``),
+    and checked against the rehearsal's findings before the upgrade (:func:`executed_gate`)."""
     ids = list(dict.fromkeys(ids))
     known = {f.id: f for f in findings}
-    unknown = [i for i in ids if i not in known]
+    deferred = [i for i in ids if i not in known and len(i.split(":")) >= 2 and i.split(":")[1] in later]
+    unknown = [i for i in ids if i not in known and i not in deferred]
     if unknown:
         close = [k for k in known if any(k.startswith(u.split(":")[0] + ":") for u in unknown)]
         hint = f"ids of this run's findings that come close: {', '.join(sorted(close)[:5])}" if close else \
             "acknowledge only ids listed in the guards section of this run's record"
         raise UsageError(f"unknown acknowledgement id(s): {', '.join(unknown)}", hint=hint)
     for i in ids:
-        known[i].acknowledged = True
-    return ids
+        if i in known:
+            known[i].acknowledged = True
+    taken = [i for i in ids if i in known]
+    return (taken, deferred) if split else taken
+
+
+# -- what was not reviewed ----------------------------------------------------------------------
+
+NOT_REVIEWED = "not-reviewed"
+NO_OFFLINE_SQL = "no-offline-sql"
+
+
+def not_reviewed(what: str, why: str) -> Finding:
+    """A review that could not run (the lint, squawk, the SQL): a danger, never silence."""
+    return Finding(f"{NOT_REVIEWED}:{what}", NOT_REVIEWED, "danger", f"not reviewed: {what}: {why}", source="swrun")
+
+
+def no_offline_sql_findings(missing: Iterable[dict]) -> list[Finding]:
+    """One finding per revision with no offline SQL (the preview's ``no_offline_sql``). The danger
+    gate leaves them to the check before the upgrade: the rehearsal's executed SQL reviews such a
+    revision; without it, production needs this id acknowledged."""
+    out = []
+    for m in missing:
+        rev = m.get("revision")
+        where = f" ({m['where']})" if m.get("where") else ""
+        out.append(Finding(f"{NOT_REVIEWED}:{rev}", NO_OFFLINE_SQL, "danger",
+                           f"no offline SQL{where}: {m.get('reason')}; the rehearsal's executed SQL is reviewed before the "
+                           "upgrade, and without it production needs this acknowledged", revision=rev, source="swrun"))
+    return out
+
+
+def executed_gate(guards_data: dict, rehearse_data: dict | None) -> Gate:
+    """Production, before the upgrade: the rehearsal's executed SQL as the danger gate sees the lint's.
+
+    Blocks on a danger finding of the executed SQL nobody acknowledged (an acknowledgement of the
+    lint's finding with the same id counts), on a revision with neither offline nor executed SQL
+    not acknowledged (``not-reviewed:<revision>``), and on a deferred acknowledgement no executed
+    finding has (a typo must not pass)."""
+    rehearse_data = rehearse_data or {}
+    findings = [Finding.from_dict(f) for f in guards_data.get("findings", [])]
+    acked = {f.id for f in findings if f.acknowledged}
+    deferred = list(guards_data.get("deferred_acknowledgements") or [])
+    executed = [Finding.from_dict(f) for f in rehearse_data.get("executed_findings") or []]
+    reviewed = set(rehearse_data.get("executed_revisions") or []) if not rehearse_data.get("executed_review_error") else set()
+    open_danger = [f for f in executed if f.severity == "danger" and f.id not in acked and f.id not in deferred]
+    unseen = [f for f in findings if f.rule == NO_OFFLINE_SQL and f.revision not in reviewed and not f.acknowledged]
+    typos = [i for i in deferred if i not in {f.id for f in executed}]
+    problems, proceed = [], []
+    if open_danger:
+        problems.append(f"{len(open_danger)} danger finding(s) in the SQL the rehearsal executed, not acknowledged: "
+                        + ", ".join(f.id for f in open_danger))
+        proceed.append(",".join(f.id for f in open_danger))
+    if unseen:
+        why = f" (the executed SQL was not reviewed: {rehearse_data['executed_review_error']})" \
+            if rehearse_data.get("executed_review_error") else ""
+        problems.append(f"no SQL reviewed for {', '.join(f.revision for f in unseen)}: no offline SQL, "
+                        f"and no executed SQL from a rehearsal{why}")
+        proceed.append(",".join(f.id for f in unseen))
+    if typos:
+        problems.append(f"acknowledged id(s) no finding of the executed SQL has: {', '.join(typos)}")
+    if problems:
+        return Gate("executed-sql", "blocked", "; ".join(problems),
+                    ("review it, then acknowledge: --acknowledge " + ",".join(proceed)) if proceed else
+                    "acknowledge only ids listed in this run's guards or rehearse section")
+    counted = sum(1 for f in executed if f.severity == "danger")
+    return Gate("executed-sql", "pass", f"{len(reviewed)} revision(s)' executed SQL reviewed; {counted} danger finding(s), all acknowledged"
+                if counted else f"{len(reviewed)} revision(s)' executed SQL reviewed, no unacknowledged danger")
 
 
 # -- the staging record ---------------------------------------------------------------------------
@@ -187,7 +260,7 @@ def evaluate(*, environment: str, findings: list[Finding], overrides: list[str],
                       "; ".join(f"{f.id} ({f.never})" for f in never) if never else "no finding breaks a NEVER rule",
                       "restore the file(s) as the finding says; to go on regardless, acknowledge the id(s)" if never else ""))
     if environment != PRODUCTION:
-        for name in ("staging", "danger", "locks", "long-transactions", "disk", "rehearsal"):
+        for name in ("staging", "danger", "locks", "long-transactions", "disk", "rehearsal", "executed-sql"):
             gates.append(Gate(name, "n/a", f"production only (this is {environment})"))
         return gates
     target = list(target)
@@ -207,7 +280,8 @@ def evaluate(*, environment: str, findings: list[Finding], overrides: list[str],
                           "or override: --override-gates staging"))
 
     # danger
-    danger = [f for f in findings if f.severity == "danger" and not f.acknowledged and not f.never]
+    # a revision with no offline SQL is the executed-SQL gate's, checked before the upgrade
+    danger = [f for f in findings if f.severity == "danger" and not f.acknowledged and not f.never and f.rule != NO_OFFLINE_SQL]
     acked = [f for f in findings if f.severity == "danger" and f.acknowledged]
     if danger:
         gates.append(Gate("danger", "blocked", f"{len(danger)} danger finding(s) not acknowledged: {', '.join(f.id for f in danger)}",
@@ -239,6 +313,8 @@ def evaluate(*, environment: str, findings: list[Finding], overrides: list[str],
         ok, detail = disk(conn, backup_dir)
         gates.append(Gate("disk", "pass" if ok else "blocked", detail, "" if ok else "free space where the backup goes (--backup-dir)"))
     gates.append(Gate("backup", "pending", "checked before the upgrade: a verified backup from this run"))
+    gates.append(Gate("executed-sql", "pending", "checked before the upgrade: danger findings in the SQL the rehearsal "
+                                                 "executed, and revisions with no SQL reviewed at all, acknowledged"))
     gates.append(Gate("rehearsal", "overridden" if "rehearsal" in overrides else "pending",
                       "checked before the upgrade: this run's rehearsal of these migrations (up, down, up) on a copy of its backup"
                       + ("; overridden: the upgrade may run without it" if "rehearsal" in overrides else "")))

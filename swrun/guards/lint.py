@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import ProjectError, SwrunError
+from .. import sql as sqltext
 from . import ENUM_PROCEDURE, NEVER_ENUM, Finding, parse_file
 
 
@@ -73,27 +74,20 @@ class EnumState:
         return EnumState({k: list(v) for k, v in self.values.items()}, {k: list(v) for k, v in self.renamed_from.items()})
 
 
-_SQL_RULES = [
-    (re.compile(r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<t>[\w.\"]+)", re.I), "drop-table"),
-    (re.compile(r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<t>[\w.\"]+)\s+DROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?(?P<c>(?!CONSTRAINT\b)[\w\"]+)", re.I), "drop-column"),
-    (re.compile(r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<t>[\w.\"]+)\s+RENAME\s+(?:COLUMN\s+)?(?P<c>(?!TO\b|CONSTRAINT\b)[\w\"]+)\s+TO\b", re.I), "rename-column"),
-    (re.compile(r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<t>[\w.\"]+)\s+RENAME\s+TO\s+(?P<n>[\w.\"]+)", re.I), "rename-table"),
-    (re.compile(r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<t>[\w.\"]+)\s+ALTER\s+(?:COLUMN\s+)?(?P<c>[\w\"]+)\s+(?:SET\s+DATA\s+)?TYPE\b", re.I), "type-change"),
-    (re.compile(r"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+(?!CONCURRENTLY)(?:IF\s+NOT\s+EXISTS\s+)?(?P<i>[\w\"]+)?\s*ON\s+(?:ONLY\s+)?(?P<t>[\w.\"]+)", re.I), "index-not-concurrent"),
-    (re.compile(r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<t>[\w.\"]+)\s+ALTER\s+(?:COLUMN\s+)?(?P<c>[\w\"]+)\s+SET\s+NOT\s+NULL", re.I), "set-not-null"),
-    (re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:pg_catalog\.)?pg_enum\b", re.I), "enum-catalog-write"),
-]
-_ADD_COLUMN = re.compile(r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<t>[\w.\"]+)\s+ADD\s+(?:COLUMN\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(?P<c>[\w\"]+)(?P<rest>[^;,]*)", re.I)
-_ADD_VALUE = re.compile(r"\bALTER\s+TYPE\s+(?P<t>[\w.\"]+)\s+ADD\s+VALUE\s+(?:IF\s+NOT\s+EXISTS\s+)?'(?P<v>(?:[^']|'')*)'", re.I)
-_RENAME_VALUE = re.compile(r"\bALTER\s+TYPE\s+(?P<t>[\w.\"]+)\s+RENAME\s+VALUE\s+'(?P<old>(?:[^']|'')*)'\s+TO\s+'(?P<new>(?:[^']|'')*)'", re.I)
-_RENAME_TYPE = re.compile(r"\bALTER\s+TYPE\s+(?P<t>[\w.\"]+)\s+RENAME\s+TO\s+(?P<n>[\w.\"]+)", re.I)
-_CREATE_ENUM = re.compile(r"\bCREATE\s+TYPE\s+(?P<t>[\w.\"]+)\s+AS\s+ENUM\s*\((?P<v>[^)]*)\)", re.I)
-_DROP_TYPE = re.compile(r"\bDROP\s+TYPE\s+(?:IF\s+EXISTS\s+)?(?P<t>[\w.\"]+)", re.I)
-_CREATE_TABLE = re.compile(r"\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<t>[\w.\"]+)", re.I)
-
-
 def _name(text: str) -> str:
     return text.strip().strip('"').split(".")[-1].strip('"')
+
+
+_BIND = re.compile(r"(?<![:\w]):(?!:)[A-Za-z_]\w*|%\(\w+\)s|%s")
+_PLACEHOLDER = "swrun_expr"  # what an f-string's {expression} or a bound parameter stands as, for the parser
+
+
+def _readable(sql: str) -> list[sqltext.Statement]:
+    """The statements of an op.execute text; bound parameters (``:name``, ``%(name)s``) read as a name."""
+    found = sqltext.statements(sql)
+    if any(not s.parsed for s in found) and _BIND.search(sql):
+        found = sqltext.statements(_BIND.sub(_PLACEHOLDER, sql))
+    return found
 
 
 def _call_name(node: ast.Call) -> tuple[str | None, str | None]:
@@ -126,7 +120,7 @@ def _text(node) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.JoinedStr):
-        return "".join(v.value if isinstance(v, ast.Constant) else "?" for v in node.values)
+        return "".join(v.value if isinstance(v, ast.Constant) else _PLACEHOLDER for v in node.values)
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
         left, right = _text(node.left), _text(node.right) if isinstance(node.op, ast.Add) else ""
         return None if left is None else left + (right or "")
@@ -175,12 +169,14 @@ def _creates_type(node: ast.Call) -> bool:
 class _RevisionLinter(ast.NodeVisitor):
     """Walks one revision's ``upgrade()`` in source order."""
 
-    def __init__(self, revision: str, filename: str, module: ast.Module, state: EnumState, source: str):
+    def __init__(self, revision: str, filename: str, module: ast.Module, state: EnumState, source: str,
+                 created: set[str] | None = None):
         self.rev, self.file, self.state, self.source = revision, filename, state, source
         self.findings: list[Finding] = []
         self.autocommit = 0
         self.batch: dict[str, str] = {}  # "batch_op" -> table
-        self.created_tables: set[str] = set()
+        # tables created earlier in the pending range or in this revision: not there yet for anyone to use
+        self.created_tables: set[str] = created if created is not None else set()
         self.added_values: list[tuple[str, str, bool, int]] = []  # (type, value, in autocommit, line)
         self.strings: list[tuple[int, str]] = []  # every string constant in upgrade(), with its line
         self.enum_vars: dict[str, tuple[str, list[str]]] = {}  # module-level ENUM(...) assignments
@@ -221,6 +217,12 @@ class _RevisionLinter(ast.NodeVisitor):
         table_of_batch = self.batch.get(owner or "")
         if owner == "op" or table_of_batch is not None:
             self._op(name, node, table_of_batch)
+        elif name in ("execute", "exec_driver_sql") and isinstance(node.func, ast.Attribute):
+            sql = _text(_arg(node, 0, "statement"))  # op.get_bind().execute(...), conn.exec_driver_sql(...)
+            if sql:
+                self._sql(sql, node.lineno)
+        elif name in ("commit", "rollback") and isinstance(node.func, ast.Attribute) and _is_connection(node.func.value):
+            self._ends_transaction(f"{ast.unparse(node.func)}()", node.lineno)
         elif name == "create" and isinstance(node.func, ast.Attribute):
             target = node.func.value
             literal = None
@@ -242,14 +244,23 @@ class _RevisionLinter(ast.NodeVisitor):
         col_offset = 0 if batch_table is not None else 1
         if name == "drop_table":
             t = table_arg()
-            self.add("drop-table", "danger", t, f"drops table {t} and every row in it")
+            if t in self.created_tables:
+                self.created_tables.discard(t)
+            else:
+                self.add("drop-table", "danger", t, f"drops table {t} and every row in it")
         elif name == "drop_column":
             t = table_arg()
             c = _const(_arg(node, col_offset, "column_name"))
-            self.add("drop-column", "danger", f"{t}.{c}", f"drops column {t}.{c} and its data; running code that reads it breaks")
+            if t not in self.created_tables:
+                self.add("drop-column", "danger", f"{t}.{c}", f"drops column {t}.{c} and its data; running code that reads it breaks")
         elif name == "rename_table":
             old, new = _const(_arg(node, 0, "old_table_name")), _const(_arg(node, 1, "new_table_name"))
-            self.add("rename-table", "danger", f"{old}", f"renames table {old} to {new}; running code that uses the old name breaks")
+            if old in self.created_tables:
+                self.created_tables.add(new)
+            else:
+                self.add("rename-table", "danger", f"{old}", f"renames table {old} to {new}; running code that uses the old name breaks")
+        elif name == "alter_column" and table_arg() in self.created_tables:
+            pass  # a table this range creates: nobody reads it yet, and it holds no rows
         elif name == "alter_column":
             t = table_arg()
             c = _const(_arg(node, col_offset, "column_name"))
@@ -301,70 +312,79 @@ class _RevisionLinter(ast.NodeVisitor):
                 if literal and _creates_type(arg):
                     self._enum_created(*literal, line=arg.lineno)
 
+    def _ends_transaction(self, what: str, line: int) -> None:
+        self.add("ends-transaction", "danger", f"line{line}",
+                 f"line {line}: {what} ends the transaction swrun runs the revision in: a failure after it leaves "
+                 "the database between revisions, half migrated, with alembic_version not saying so "
+                 "(for statements PostgreSQL cannot run in a transaction use op.get_context().autocommit_block())")
+
     def _sql(self, sql: str, line: int) -> None:
-        for pattern, rule in _SQL_RULES:
-            for m in pattern.finditer(sql):
-                groups = m.groupdict()
-                t = _name(groups.get("t") or "") if groups.get("t") else ""
-                c = _name(groups["c"]) if groups.get("c") else ""
-                if rule == "drop-table":
-                    self.add(rule, "danger", t, f"drops table {t} and every row in it")
-                elif rule == "drop-column":
-                    self.add(rule, "danger", f"{t}.{c}", f"drops column {t}.{c} and its data; running code that reads it breaks")
-                elif rule == "rename-column":
-                    self.add(rule, "danger", f"{t}.{c}", f"renames column {t}.{c}; running code that uses the old name breaks")
-                elif rule == "rename-table":
-                    self.add(rule, "danger", t, f"renames table {t} to {_name(groups['n'])}; running code that uses the old name breaks")
-                elif rule == "type-change":
-                    self.add(rule, "danger", f"{t}.{c}",
-                             f"changes the type of {t}.{c}: the table is rewritten under an ACCESS EXCLUSIVE lock, and readers may break")
-                elif rule == "index-not-concurrent" and t not in self.created_tables and not self.autocommit:
-                    i = _name(groups["i"]) if groups.get("i") else "?"
-                    self.add(rule, "warning", i, f"creates index {i} on {t} without CONCURRENTLY: writes to {t} wait until it is built")
-                elif rule == "set-not-null":
-                    self.add(rule, "warning", f"{t}.{c}", f"sets {t}.{c} NOT NULL: fails if a row holds NULL, and scans the table under an ACCESS EXCLUSIVE lock")
-                elif rule == "enum-catalog-write":
-                    self.add(rule, "danger", None, f"writes to the pg_enum catalog: {NEVER_ENUM}; use {ENUM_PROCEDURE}", never=NEVER_ENUM)
-        for m in _CREATE_TABLE.finditer(sql):
-            self.created_tables.add(_name(m.group("t")))
-        for m in _ADD_COLUMN.finditer(sql):
-            rest = m.group("rest").upper()
-            t, c = _name(m.group("t")), _name(m.group("c"))
-            if c.upper() in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"):
+        for st in _readable(sql):
+            at = line + st.line - 1
+            if not st.parsed:
+                self.add("sql-not-reviewed", "danger", f"line{at}",
+                         f"line {at}: PostgreSQL's parser refuses this SQL, so swrun could not review it "
+                         f"({st.error}): {' '.join(st.text.split())[:80]}")
                 continue
-            if "NOT NULL" in rest and "DEFAULT" not in rest and t not in self.created_tables:
-                self.add("not-null-without-default", "danger", f"{t}.{c}",
-                         f"adds NOT NULL column {t}.{c} without a default: fails on a table that has rows")
-        # enum statements, in the order they appear
-        events = []
-        for pattern, kind in ((_ADD_VALUE, "add"), (_RENAME_VALUE, "rename-value"), (_RENAME_TYPE, "rename-type"),
-                              (_CREATE_ENUM, "create"), (_DROP_TYPE, "drop")):
-            events.extend((m.start(), kind, m) for m in pattern.finditer(sql))
-        for _, kind, m in sorted(events, key=lambda e: e[0]):
-            t = _name(m.group("t"))
-            if kind == "add":
-                value = m.group("v").replace("''", "'")
-                self.added_values.append((t, value, bool(self.autocommit), line))
-                values = self.state.values.setdefault(t, [])
-                if value not in values:
-                    values.append(value)
-            elif kind == "rename-value":
-                old, new = m.group("old").replace("''", "'"), m.group("new").replace("''", "'")
-                self.add("enum-value-renamed", "danger", f"{t}.{old}",
-                         f"{NEVER_ENUM}: renames value {old!r} of enum {t} to {new!r} in place; rows and code holding "
-                         f"{old!r} break. Use {ENUM_PROCEDURE}", never=NEVER_ENUM)
-                values = self.state.values.get(t, [])
-                self.state.values[t] = [new if v == old else v for v in values]
-            elif kind == "rename-type":
-                new = _name(m.group("n"))
-                if t in self.state.values:
-                    self.state.values[new] = self.state.values.pop(t)
-                    self.state.renamed_from[t] = list(self.state.values[new])
-            elif kind == "create":
-                values = [v.strip().strip("'").replace("''", "'") for v in m.group("v").split(",") if v.strip()]
-                self._enum_created(t, values, line=line)
-            elif kind == "drop":
-                self.state.values.pop(t, None)
+            if st.ends_transaction:
+                self._ends_transaction(" ".join(st.text.split())[:40], at)
+            for a in st.actions:
+                self._action(a, st)
+
+    def _action(self, a: sqltext.Action, st: sqltext.Statement) -> None:
+        t = a.table.name if a.table is not None else ""
+        c = a.name or ""
+        fresh = t in self.created_tables
+        if a.op == "create-table":
+            self.created_tables.add(t)
+        elif a.op == "drop-table":
+            if fresh:
+                self.created_tables.discard(t)
+            else:
+                self.add("drop-table", "danger", t, f"drops table {t} and every row in it")
+        elif a.op == "rename-table":
+            if fresh:
+                self.created_tables.add(a.new)
+            else:
+                self.add("rename-table", "danger", t, f"renames table {t} to {a.new}; running code that uses the old name breaks")
+        elif fresh and a.op in ("drop-column", "rename-column", "type-change", "set-not-null", "add-column", "create-index"):
+            return  # a table this range creates: nobody reads it yet, and it holds no rows
+        elif a.op == "drop-column":
+            self.add("drop-column", "danger", f"{t}.{c}", f"drops column {t}.{c} and its data; running code that reads it breaks")
+        elif a.op == "rename-column":
+            self.add("rename-column", "danger", f"{t}.{c}", f"renames column {t}.{c}; running code that uses the old name breaks")
+        elif a.op == "type-change":
+            self.add("type-change", "danger", f"{t}.{c}",
+                     f"changes the type of {t}.{c}: the table is rewritten under an ACCESS EXCLUSIVE lock, and readers may break")
+        elif a.op == "create-index" and "concurrently" not in a.flags and not self.autocommit:
+            i = a.name or "?"
+            self.add("index-not-concurrent", "warning", i, f"creates index {i} on {t} without CONCURRENTLY: writes to {t} wait until it is built")
+        elif a.op == "set-not-null":
+            self.add("set-not-null", "warning", f"{t}.{c}", f"sets {t}.{c} NOT NULL: fails if a row holds NULL, and scans the table under an ACCESS EXCLUSIVE lock")
+        elif a.op == "add-column" and "not-null" in a.flags and "default" not in a.flags:
+            self.add("not-null-without-default", "danger", f"{t}.{c}",
+                     f"adds NOT NULL column {t}.{c} without a default: fails on a table that has rows")
+        elif a.op in ("insert", "update", "delete") and t == "pg_enum":
+            self.add("enum-catalog-write", "danger", None, f"writes to the pg_enum catalog: {NEVER_ENUM}; use {ENUM_PROCEDURE}", never=NEVER_ENUM)
+        elif a.op == "enum-add-value":
+            self.added_values.append((t, a.name, bool(self.autocommit), st.line))
+            values = self.state.values.setdefault(t, [])
+            if a.name not in values:
+                values.append(a.name)
+        elif a.op == "enum-rename-value":
+            old, new = a.name, a.new
+            self.add("enum-value-renamed", "danger", f"{t}.{old}",
+                     f"{NEVER_ENUM}: renames value {old!r} of enum {t} to {new!r} in place; rows and code holding "
+                     f"{old!r} break. Use {ENUM_PROCEDURE}", never=NEVER_ENUM)
+            self.state.values[t] = [new if v == old else v for v in self.state.values.get(t, [])]
+        elif a.op == "rename-type":
+            if t in self.state.values:
+                self.state.values[a.new] = self.state.values.pop(t)
+                self.state.renamed_from[t] = list(self.state.values[a.new])
+        elif a.op == "create-enum":
+            self._enum_created(t, list(a.values), line=st.line)
+        elif a.op == "drop-type":
+            self.state.values.pop(t, None)
 
     def _enum_created(self, name: str, values: list[str], line: int) -> None:
         before = self.state.values.get(name) or self.state.renamed_from.get(name)
@@ -389,7 +409,7 @@ class _RevisionLinter(ast.NodeVisitor):
             if in_autocommit:
                 continue
             quoted = f"'{value}'"
-            used = any(text == value or (quoted in text and not _ADD_VALUE.search(text)) for _, text in self.strings)
+            used = any(text == value or (quoted in text and not _adds_value(text)) for _, text in self.strings)
             if used:
                 self.add("enum-add-value-in-transaction", "danger", f"{t}.{value}",
                          f"adds {value!r} to enum {t} and uses it in the same transaction: PostgreSQL refuses "
@@ -398,6 +418,17 @@ class _RevisionLinter(ast.NodeVisitor):
                 self.add("enum-add-value-no-autocommit", "warning", f"{t}.{value}",
                          f"adds {value!r} to enum {t} inside the revision's transaction: no later statement of this "
                          "revision may use it; an autocommit block (op.get_context().autocommit_block()) is safer")
+
+
+def _adds_value(text: str) -> bool:
+    return any(a.op == "enum-add-value" for st in sqltext.statements(text) for a in st.actions)
+
+
+def _is_connection(node) -> bool:
+    """``conn``, ``connection``, ``bind``, ``op.get_bind()``, ``context.connection``: not an ORM session,
+    whose commit (bound to Alembic's connection) only ends its own savepoint-joined scope."""
+    text = ast.unparse(node).lower()
+    return "session" not in text and any(w in text for w in ("conn", "bind", "connection"))
 
 
 def _function(module: ast.Module, name: str) -> ast.FunctionDef | None:
@@ -409,14 +440,15 @@ def _only_pass(fn: ast.FunctionDef) -> bool:
     return all(isinstance(n, ast.Pass) for n in body)
 
 
-def lint_file(path: Path, revision: str, state: EnumState | None = None) -> list[Finding]:
-    """swrun's rules over one revision file. ``state`` (the enum values before it) is updated in place."""
+def lint_file(path: Path, revision: str, state: EnumState | None = None, created: set[str] | None = None) -> list[Finding]:
+    """swrun's rules over one revision file. ``state`` (the enum values before it) is updated in place,
+    and ``created`` (tables created earlier in the range) too."""
     state = state if state is not None else EnumState()
     try:
         source, module = parse_file(path)
     except SyntaxError as exc:
         raise ProjectError(f"migration file {path} does not parse: {exc.msg} (line {exc.lineno})") from None
-    linter = _RevisionLinter(revision, path.name, module, state, source)
+    linter = _RevisionLinter(revision, path.name, module, state, source, created)
     upgrade = _function(module, "upgrade")
     if upgrade is not None:
         for node in upgrade.body:
@@ -434,33 +466,35 @@ def lint_revisions(project, revisions: Iterable[str], enums: dict[str, list[str]
     """swrun's rules over the given revisions, base first, the enum state carried from one to the next."""
     state = EnumState({k: list(v) for k, v in (enums or {}).items()})
     findings: list[Finding] = []
+    created: set[str] = set()  # the range is read as Alembic will run it: a table made earlier in it is new
     for rev in revisions:
-        findings.extend(lint_file(project.file_of(rev), rev, state))
+        findings.extend(lint_file(project.file_of(rev), rev, state, created))
     return findings, state
+
+
+def lint_sql(revision: str, sql: str, file: str | None = None, *, state: EnumState | None = None,
+             created: set[str] | None = None) -> list[Finding]:
+    """swrun's SQL rules over one revision's SQL text (the rehearsal's executed SQL, say).
+
+    Pass the same ``created`` set (and ``state``) for each revision of a range, base first: a
+    table created earlier in it is no danger to alter or drop."""
+    linter = _RevisionLinter(revision, file or "", ast.Module(body=[], type_ignores=[]), state or EnumState(), sql, created)
+    linter._sql(sql, 1)
+    return linter.findings
 
 
 # -- tables the SQL touches ----------------------------------------------------------------
 
-_TOUCH = re.compile(
-    r"\b(?:ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?|UPDATE\s+(?:ONLY\s+)?|INSERT\s+INTO\s+|DELETE\s+FROM\s+(?:ONLY\s+)?|"
-    r"TRUNCATE\s+(?:TABLE\s+)?|DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?|LOCK\s+(?:TABLE\s+)?|REFERENCES\s+|"
-    r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?[\w\"]*\s*ON\s+(?:ONLY\s+)?)"
-    r"(?P<t>[\w.\"]+)", re.I)
-
-
 def touched_tables(sql_texts: Iterable[str], created: Iterable[str] = ()) -> list[str]:
-    """Tables the SQL alters, writes, indexes or references (foreign keys lock their target too)."""
-    found: set[str] = set()
-    for sql in sql_texts:
-        for m in _TOUCH.finditer(sql):
-            name = _name(m.group("t"))
-            if name.lower() not in ("alembic_version", "pg_enum") and name:
-                found.add(name)
-    return sorted(found - set(created))
+    """Tables the SQL alters, writes, indexes or references (foreign keys lock their target too),
+    as names ``pg_class.relname`` has; tables the same SQL creates are not there yet to be locked."""
+    texts = list(sql_texts)
+    new = {t.name for t in sqltext.created_tables(texts)} | set(created)
+    return sorted({t.name for t in sqltext.touched_tables(texts)} - new)
 
 
 def created_tables(sql_texts: Iterable[str]) -> set[str]:
-    return {_name(m.group("t")) for sql in sql_texts for m in _CREATE_TABLE.finditer(sql)}
+    return {t.name for t in sqltext.created_tables(list(sql_texts))}
 
 
 # -- squawk -------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ def run(ctx: RunContext, target: str = "head", *, status: StepResult | None = No
     ack_ids = parse_ids(acknowledge)
     overrides = gates.parse_overrides(override_gates)
     notes: list[str] = []
+    unreviewed: list[tuple[str, str]] = []  # (what, why): a review that did not run is never "ok"
     with Timer() as t:
         found = ledger.scan(Project.locate(ctx.project_path))  # works on a project a deleted file has broken
         try:
@@ -38,6 +39,7 @@ def run(ctx: RunContext, target: str = "head", *, status: StepResult | None = No
         except SwrunError as exc:
             project = None
             notes.append(f"lint not run: {exc.line()}")
+            unreviewed.append(("lint", f"the project does not load: {exc.line()}"))
         with connect(ctx.engine) as conn:
             entries = ledger.read(conn)
             db_enums = enums.database(conn)
@@ -60,24 +62,37 @@ def run(ctx: RunContext, target: str = "head", *, status: StepResult | None = No
                 pending = project.pending(current, target)
             else:
                 notes.append(f"lint not run: status {status.outcome}")
+                unreviewed.append(("lint", f"the status step {status.outcome}, so the pending range is unknown"))
         if pending is not None and preview is not None and preview.outcome not in ("ok", "warning"):
             notes.append(f"lint not run: preview {preview.outcome}")
+            unreviewed.append(("sql", f"the preview step {preview.outcome}: {preview.summary}"))
             pending = None
         if pending is not None:
             source, state = lint.lint_revisions(project, pending, db_enums)
             findings += source
+            missing: list[dict] = []
             if preview is not None:
                 findings += [Finding.from_dict(f) for f in preview.data.get("squawk", [])]
                 sql_texts = list(preview.code.values())
+                missing = list(preview.data.get("no_offline_sql") or [])
             elif pending:
                 rendered = project.offline_sql(ctx.url, current, target)
-                findings += lint.squawk(rendered, exclude=lint.squawk_exclusions(project), lock_timeout_set=bool(ctx.lock_timeout))
+                missing = [{"revision": r.revision, "reason": r.offline_error, "where": getattr(r, "where", "")}
+                           for r in rendered if getattr(r, "offline_error", None)]
+                rendered = [r for r in rendered if not getattr(r, "offline_error", None)]
+                try:
+                    findings += lint.squawk(rendered, exclude=lint.squawk_exclusions(project), lock_timeout_set=bool(ctx.lock_timeout))
+                except lint.LintError as exc:
+                    unreviewed.append(("squawk", exc.line()))
                 sql_texts = [r.sql for r in rendered]
+            findings += gates.no_offline_sql_findings(missing)
             wanted = project.resolve(target)
             if set(wanted) == set(project.heads) and project.option("metadata"):
                 findings += enums.findings(enums.drift(enums.declared(project.metadata()), state.values), when="deploy")
 
-        acknowledged = gates.apply_acknowledgements(findings, ack_ids)
+        findings += [gates.not_reviewed(what, why) for what, why in unreviewed]
+        # ids of findings the rehearsal's executed SQL may raise are checked against them before the upgrade
+        acknowledged, deferred = gates.apply_acknowledgements(findings, ack_ids, later=set(pending or ()), split=True)
         tables = lint.touched_tables(sql_texts)
 
         def reached(after: list[str]) -> bool:
@@ -95,13 +110,15 @@ def run(ctx: RunContext, target: str = "head", *, status: StepResult | None = No
 
     blocked = gates.blocking(results)
     overridden = [g.gate for g in results if g.result == "overridden"]
-    open_findings = [f for f in findings if not f.acknowledged and f.severity in ("warning", "danger")]
+    open_findings = [f for f in findings if not f.acknowledged and f.severity in ("warning", "danger")] + unreviewed
     outcome = "blocked" if blocked else ("warning" if open_findings else "ok")
     result = StepResult("guards", outcome=outcome, seconds=t.seconds)
     result.data = {
         "findings": [f.as_dict() for f in findings],
         "counts": {s: sum(1 for f in findings if f.severity == s) for s in ("danger", "warning", "info")},
         "acknowledged": acknowledged,
+        "deferred_acknowledgements": deferred,
+        "not_reviewed": [{"what": what, "why": why} for what, why in unreviewed],
         "overrides": overrides,
         "gates": [g.as_dict() for g in results],
         "ledger": {"entries": sum(1 for e in entries.values() if e.state == "applied"), "files": len(found.files)},
@@ -131,6 +148,7 @@ def run(ctx: RunContext, target: str = "head", *, status: StepResult | None = No
             checked += f"; production gates passed: {', '.join(passed)}"
         result.summary = f"{len(findings)} finding(s) ({count(findings)}); {checked}" + \
             (f"; acknowledged: {', '.join(acknowledged)}" if acknowledged else "") + \
+            (f"; not reviewed: {'; '.join(f'{w} ({why})' for w, why in unreviewed)}" if unreviewed else "") + \
             (f"; overridden: {', '.join(overridden)}" if overridden else "") + \
             (f"; {'; '.join(notes)}" if notes else "")
     return result
