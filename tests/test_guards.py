@@ -700,3 +700,99 @@ def test_guards_step_from_the_library(db_url, project_copy):
         guards_step.run(ctx, override_gates="backups")
     with pytest.raises(Exception, match="unknown acknowledgement id"):
         guards_step.run(ctx, acknowledge="modified:nothing")
+
+
+# -- the range-aware lint, transaction enders, what was not reviewed, the executed-SQL gate ----------
+
+
+def _lint_source(tmp_path, body: str, rev: str = "2f2f2f2f2f2f", created: set | None = None) -> dict:
+    path = tmp_path / f"{rev}_x.py"
+    path.write_text("from alembic import op\nimport sqlalchemy as sa\n"
+                    f"revision = '{rev}'\ndown_revision = None\n\n\ndef upgrade():\n"
+                    + textwrap.indent(textwrap.dedent(body), "    ") + "\n\ndef downgrade():\n    op.execute('select 1')\n")
+    return {f.id: f.severity for f in lint.lint_file(path, rev, lint.EnumState(), created)}
+
+
+def test_a_migration_that_ends_the_transaction_is_a_danger(tmp_path):
+    rev = "2f2f2f2f2f2f"
+    assert _lint_source(tmp_path, 'op.execute("COMMIT")\nop.execute("ALTER TABLE t ADD COLUMN b int")\n') == \
+        {f"ends-transaction:{rev}:line8": "danger"}
+    assert _lint_source(tmp_path, 'op.execute(sa.text("UPDATE t SET a = 1; END;"))\n') == {f"ends-transaction:{rev}:line8": "danger"}
+    assert _lint_source(tmp_path, 'conn = op.get_bind()\nconn.execute(sa.text("UPDATE t SET a = 1"))\nconn.commit()\n') == \
+        {f"ends-transaction:{rev}:line10": "danger"}
+    # an ORM session joined to Alembic's connection commits only its own scope; a function body's COMMIT is not run here
+    assert _lint_source(tmp_path, 'session = Session(bind=op.get_bind())\nsession.commit()\n'
+                                  'op.execute("CREATE FUNCTION f() RETURNS void AS $$ BEGIN COMMIT; END $$ LANGUAGE plpgsql")\n') == {}
+    # SQL PostgreSQL's parser refuses is never silently passed
+    assert _lint_source(tmp_path, 'op.execute("ALTER TABLE t DROPP COLUMN b")\n') == {f"sql-not-reviewed:{rev}:line8": "danger"}
+    # bound parameters and f-string parts read as names
+    assert _lint_source(tmp_path, 'op.execute(sa.text("UPDATE t SET a = :v").bindparams(v=1))\nop.execute(f"DROP TABLE {name}")\n') == \
+        {f"drop-table:{rev}:swrun_expr": "danger"}
+
+
+def test_the_lint_follows_the_pending_range(tmp_path):
+    created: set = set()
+    first = _lint_source(tmp_path, 'op.create_table("fresh", sa.Column("id", sa.Integer))\n'
+                                   'op.execute("CREATE TABLE raw (id int)")\n', rev="3a3a3a3a3a3a", created=created)
+    assert first == {} and {"fresh", "raw"} <= created
+    later = _lint_source(tmp_path, 'op.drop_column("fresh", "id")\nop.alter_column("fresh", "id", type_=sa.BigInteger)\n'
+                                   'op.execute("ALTER TABLE raw DROP COLUMN id")\nop.drop_table("raw")\n'
+                                   'op.drop_table("old")\nop.execute("ALTER TABLE old2 ALTER COLUMN a TYPE text")\n',
+                         rev="3b3b3b3b3b3b", created=created)
+    assert later == {"drop-table:3b3b3b3b3b3b:old": "danger", "type-change:3b3b3b3b3b3b:old2.a": "danger"}
+    # the same revision read alone (a database where fresh and raw exist) is dangerous
+    alone = _lint_source(tmp_path, 'op.drop_column("fresh", "id")\nop.drop_table("raw")\n', rev="3c3c3c3c3c3c")
+    assert alone == {"drop-column:3c3c3c3c3c3c:fresh.id": "danger", "drop-table:3c3c3c3c3c3c:raw": "danger"}
+    # the executed SQL of a range, read the same way
+    shared: set = set()
+    assert lint.lint_sql("r1", "CREATE TABLE a (id int);", created=shared) == []
+    assert [f.id for f in lint.lint_sql("r2", "ALTER TABLE a DROP COLUMN id; DROP TABLE b;", created=shared)] == ["drop-table:r2:b"]
+
+
+def test_executed_sql_gate():
+    from swrun.guards import Finding, gates
+    from swrun.result import StepResult
+
+    lint_danger = Finding("drop-table:r1:t", "drop-table", "danger", "drops t", revision="r1", acknowledged=True)
+    missing = gates.no_offline_sql_findings([{"revision": "r2", "reason": "MockConnection", "where": "versions/r2.py:12"}])
+    guards = StepResult("guards", data={"findings": [f.as_dict() for f in [lint_danger] + missing], "deferred_acknowledgements": []})
+    executed = [Finding("drop-table:r1:t", "drop-table", "danger", "as executed: drops t", revision="r1").as_dict(),
+                Finding("drop-column:r2:u.c", "drop-column", "danger", "as executed: drops u.c", revision="r2").as_dict()]
+    rehearse = StepResult("rehearse", data={"executed_findings": executed, "executed_revisions": ["r1", "r2"]})
+    gate = gates.executed_gate(guards.data, rehearse.data)
+    assert gate.result == "blocked" and "drop-column:r2:u.c" in gate.detail and "drop-table:r1:t" not in gate.detail
+    guards.data["deferred_acknowledgements"] = ["drop-column:r2:u.c"]
+    assert gates.executed_gate(guards.data, rehearse.data).result == "pass"
+    # no rehearsal (overridden): r2 has no SQL reviewed at all, until its not-reviewed id is acknowledged
+    gate = gates.executed_gate(guards.data, None)
+    assert gate.result == "blocked" and "not-reviewed:r2" in gate.proceed and "no SQL reviewed for r2" in gate.detail
+    guards.data["findings"][1]["acknowledged"] = True
+    guards.data["deferred_acknowledgements"] = []
+    assert gates.executed_gate(guards.data, None).result == "pass"
+    # a deferred acknowledgement that no executed finding has is a typo
+    guards.data["deferred_acknowledgements"] = ["drop-column:r2:nope"]
+    assert gates.executed_gate(guards.data, rehearse.data).result == "blocked"
+    # the danger gate at the guards step leaves a revision without offline SQL to the check before the upgrade
+    results = gates.evaluate(environment="production", findings=missing, overrides=["staging"], fingerprint=None,
+                             target=["r2"], reports_dir=Path("/nonexistent"))
+    assert next(g for g in results if g.gate == "danger").result == "pass"
+    acked, deferred = gates.apply_acknowledgements(missing, ["not-reviewed:r2", "drop-column:r2:u.c"], later={"r2"}, split=True)
+    assert acked == ["not-reviewed:r2"] and deferred == ["drop-column:r2:u.c"]
+    with pytest.raises(Exception, match="unknown acknowledgement"):
+        gates.apply_acknowledgements(missing, ["drop-column:r9:u.c"], later={"r2"})
+
+
+def test_a_review_that_did_not_run_is_not_ok(db_url, project_copy):
+    from swrun.result import StepResult
+
+    failed = StepResult("preview", outcome="failed", summary="squawk is not installed")
+    dev = RunContext(database_url=db_url, project_path=str(project_copy / "alembic.ini"))
+    result = guards_step.run(dev, preview=failed, reports_dir=project_copy / "no-reports")
+    assert result.outcome == "warning" and "not reviewed: sql" in result.summary
+    assert result.data["not_reviewed"] == [{"what": "sql", "why": "the preview step failed: squawk is not installed"}]
+    prod = RunContext(database_url=db_url, project_path=str(project_copy / "alembic.ini"), environment="production")
+    blocked = guards_step.run(prod, preview=failed, reports_dir=project_copy / "no-reports", override_gates="staging")
+    assert blocked.outcome == "blocked" and "not-reviewed:sql" in blocked.error
+    passed = guards_step.run(prod, preview=failed, reports_dir=project_copy / "no-reports", override_gates="staging",
+                             acknowledge="not-reviewed:sql")
+    assert passed.outcome != "blocked", passed.error
