@@ -141,7 +141,8 @@ def routed(pg, tmp_path):
     project = tmp_path / "routed"
     shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__"))
     ini = project / "alembic.ini"
-    ini.write_text(ini.read_text().replace("[swrun]\n", "[swrun]\nurl_env = APP_DATABASE_URL\n", 1))
+    text = ini.read_text().replace("%(here)s/../../../swrun", str(REPO / "swrun"))
+    ini.write_text(text.replace("[swrun]\n", "[swrun]\nurl_env = APP_DATABASE_URL\n", 1))
     name, url = _database(pg)
     _migrate(url, BEHIND)
     yield project, url

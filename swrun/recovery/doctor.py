@@ -33,7 +33,7 @@ from ..config import RunContext
 from ..database import connect
 from ..errors import ProjectError, SwrunError
 from ..guards import ledger
-from ..migrations import Project
+from ..migrations import Project, _alembic_errors
 from ..result import StepResult, Timer
 from . import history, scratch
 
@@ -481,6 +481,9 @@ def diagnose(ctx: RunContext, *, where: str = "embedded") -> list[StepResult]:
             if exc.exit_code == 4:  # the database cannot be reached: nothing else will work either
                 raise
             results.append(StepResult(f"doctor-{name}", outcome="failed", summary=exc.line(), error=exc.line()))
+        except (*_alembic_errors(), OSError) as exc:  # Alembic cannot read the project: a failed check, not a traceback
+            line = f"cannot read the project's migrations: {' '.join(str(exc).split())}"
+            results.append(StepResult(f"doctor-{name}", outcome="failed", summary=line, error=line))
     by = {r.step: r for r in results}
     ahead = by["doctor-sync"].data.get("matches") if "doctor-sync" in by else None
     todo = by["doctor-pending"].data.get("findings") if "doctor-pending" in by else None
