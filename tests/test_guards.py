@@ -796,3 +796,28 @@ def test_a_review_that_did_not_run_is_not_ok(db_url, project_copy):
     passed = guards_step.run(prod, preview=failed, reports_dir=project_copy / "no-reports", override_gates="staging",
                              acknowledge="not-reviewed:sql")
     assert passed.outcome != "blocked", passed.error
+
+
+def test_autogenerate_with_include_schemas_never_drops_swrun_schema(db_url, tickets_project, workdir):
+    env = ENV_PY.replace("target_metadata=ticket_models.metadata)\n        with",
+                         "target_metadata=ticket_models.metadata,\n                          include_schemas=True, "
+                         "include_object=lambda o, n, t, r, c: n != 'legacy_stuff')\n        with")
+    assert "include_schemas=True" in env
+    (tickets_project / "migrations" / "env.py").write_text(env)
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(tickets_project / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", str(database.normalize_url(db_url)).replace("%", "%%"))
+    command.upgrade(cfg, "head")  # plain Alembic: the database at head
+    with database.make_engine(database.normalize_url(db_url)).begin() as conn:
+        # swrun's schema as a deploy leaves it (its ledger and record tables), and a table env.py leaves out itself
+        conn.exec_driver_sql("create schema swrun; create table swrun.migration_ledger (revision text primary key); "
+                             "create table swrun.run_records (run_id text primary key); create table legacy_stuff (id int)")
+    proc = run_cli("revision", "-m", "nothing new", "--autogenerate", "--rev-id", "7100000000b1",
+                   "--database-url", db_url, "--project", tickets_project / "alembic.ini")
+    assert proc.returncode == 0, proc.stderr
+    source = (tickets_project / VERSIONS / "7100000000b1_nothing_new.py").read_text()
+    assert "swrun" not in source and "run_records" not in source and "migration_ledger" not in source
+    assert "legacy_stuff" not in source
+    assert "op.drop_table" not in source

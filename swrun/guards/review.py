@@ -25,6 +25,46 @@ from . import count, enums, frame, lint
 from .enums import EnumChange
 
 
+OWN_SCHEMA = "swrun"  # swrun.run_records, swrun.migration_ledger: swrun's, never the project's models'
+
+
+def _own(schema, parent_names=None) -> bool:
+    return schema == OWN_SCHEMA or (parent_names or {}).get("schema_name") == OWN_SCHEMA
+
+
+@contextlib.contextmanager
+def _without_own_schema():
+    """While autogenerate runs, env.py's ``context.configure`` gets include_name / include_object
+    wrapped around its own (if any) that leave swrun's schema out: with ``include_schemas=True``
+    Alembic would otherwise propose dropping swrun's tables, which no model declares."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    original = EnvironmentContext.configure
+
+    def configure(self, *args, **opts):
+        their_name, their_object = opts.get("include_name"), opts.get("include_object")
+
+        def include_name(name, type_, parent_names):
+            if (type_ == "schema" and name == OWN_SCHEMA) or _own(None, parent_names):
+                return False
+            return their_name(name, type_, parent_names) if their_name else True
+
+        def include_object(obj, name, type_, reflected, compare_to):
+            table = obj if type_ == "table" else getattr(obj, "table", None)
+            if _own(getattr(obj, "schema", None)) or _own(getattr(table, "schema", None)):
+                return False
+            return their_object(obj, name, type_, reflected, compare_to) if their_object else True
+
+        opts["include_name"], opts["include_object"] = include_name, include_object
+        return original(self, *args, **opts)
+
+    EnvironmentContext.configure = configure
+    try:
+        yield
+    finally:
+        EnvironmentContext.configure = original
+
+
 def new_revision(ctx: RunContext, message: str, *, autogenerate: bool = False, rev_id: str | None = None) -> StepResult:
     if not (message or "").strip():
         raise UsageError("a revision needs a message (-m)")
@@ -32,7 +72,7 @@ def new_revision(ctx: RunContext, message: str, *, autogenerate: bool = False, r
     changes: list[EnumChange] = []
     with Timer() as t:
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # Alembic prints "Generating ...": the result says it
+            with contextlib.redirect_stdout(io.StringIO()), _without_own_schema():  # Alembic prints "Generating ...": the result says it
                 script = command.revision(project.config(ctx.url), message=message, autogenerate=autogenerate, rev_id=rev_id,
                                           process_revision_directives=enums.revision_hook(project, changes) if autogenerate else None)
         except sa_exc.OperationalError as exc:
