@@ -348,13 +348,15 @@ class Project:
     def _run_env(self, url: URL | None, fn: Callable, *, as_sql: bool = False, buffer=None,
                  starting_rev=None, destination_rev: str | None = None, dont_mutate: bool = False,
                  lock_timeout: str | None = None, on_revision: Callable | None = None,
-                 expect_database: str | None = None, capture: list | None = None) -> None:
+                 expect_database: str | None = None, capture: list | None = None,
+                 session: dict[str, str] | None = None) -> None:
         """One run of env.py through swrun's runner (identity check included, always).
-        ``expect_database``: kept for old callers; the check no longer depends on it."""
+        ``expect_database``: kept for old callers; the check no longer depends on it.
+        ``session``: more settings (name -> value, ``role`` included) bound on env.py's connection."""
         from . import runtime
 
         options = runtime.Options(lock_timeout=lock_timeout, on_revision=on_revision, capture=capture,
-                                  current_revision=lambda: self._running)
+                                  current_revision=lambda: self._running, session=dict(session or {}))
         seen = runtime.run_env(self, url, fn, as_sql=as_sql, buffer=buffer, starting_rev=starting_rev,
                                destination_rev=destination_rev, dont_mutate=dont_mutate, options=options)
         self._version_table = (seen.version_table, seen.version_table_schema)
@@ -411,7 +413,8 @@ class Project:
 
     def apply(self, url: URL, target: str = "head", *, direction: str = "upgrade", lock_timeout: str | None = "10s",
               on_revision: Callable | None = None, expect_database: str | None = None,
-              durable: bool = True, capture: list | None = None) -> list[AppliedRevision]:
+              durable: bool = True, capture: list | None = None,
+              session: dict[str, str] | None = None) -> list[AppliedRevision]:
         """Upgrade or downgrade to ``target`` online; returns each revision with its time.
 
         Before any migration runs, the connection env.py configures must be the database of
@@ -443,7 +446,7 @@ class Project:
         try:
             try:
                 self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target, lock_timeout=lock_timeout,
-                              on_revision=on_revision, capture=capture)
+                              on_revision=on_revision, capture=capture, session=session)
             finally:
                 self._running = None
                 if durable and lock_timeout and sink:

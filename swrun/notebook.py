@@ -179,9 +179,14 @@ class Runbook:
             if not rehearsed(self) and "rehearsal" not in _names(self.override_gates):
                 return ("production requires a successful rehearsal of these migrations in this run (the guide: ALWAYS test "
                         "migrations locally first; Have rollback plan ready): run the rehearse step, or override: --override-gates rehearsal")
+            done = self.result("rehearse")
+            if (done is not None and done.data.get("rollback_proven") is False and done.data.get("rollback_failed_revision")
+                    and "rehearsal" not in _names(self.override_gates)):
+                return ("production requires a rollback plan (the guide: Have rollback plan ready): the rehearsal's downgrade "
+                        f"failed at revision {done.data['rollback_failed_revision']}, so only this run's backup can undo the "
+                        "upgrade; to go ahead with the backup as the rollback plan: --override-gates rehearsal")
             from .guards.gates import executed_gate  # the rehearsal ran after the guards: its SQL is gated here
 
-            done = self.result("rehearse")
             gate = executed_gate(guards.data or {}, done.data if done is not None and done.ok else None)
             if gate.result == "blocked":
                 return f"production requires the executed-sql gate: {gate.detail} ({gate.proceed})"
@@ -260,7 +265,7 @@ def rehearsal_overridden(rb: Runbook) -> bool:
 
 def _failure_data(exc: SwrunError) -> dict:
     data = {"error_type": type(exc).__name__, "exit_code": exc.exit_code}
-    for attr in ("revision", "current"):
+    for attr in ("revision", "current", "file", "lineno"):
         value = getattr(exc, attr, None)
         if value:
             data[attr] = list(value) if isinstance(value, tuple) else value

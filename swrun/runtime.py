@@ -73,6 +73,7 @@ class Options:
     on_revision: Callable | None = None
     capture: list | None = None
     current_revision: Callable[[], str | None] = lambda: None
+    session: dict = field(default_factory=dict)  # more settings for env.py's connection (e.g. role, search_path)
 
 
 @dataclass
@@ -212,12 +213,19 @@ def _check_offline(project: "Project", url, dialect_name, intended: URL, seen: S
     seen.checked = True
 
 
-def _session_settings(connection: Connection, lock_timeout: str) -> None:
-    """Bound values only: a parameter can never become SQL (``SET x = '...'`` would)."""
+def _session_settings(connection: Connection, lock_timeout: str | None, more: dict | None = None) -> None:
+    """Bound values only: a parameter can never become SQL (``SET x = '...'`` would). ``more``:
+    settings any driver takes this way (asyncpg has no libpq ``options``), ``role`` as SET ROLE."""
     from .database import check_duration
 
-    value = check_duration("lock_timeout", lock_timeout)
     opened_here = not connection.in_transaction()
+    for name, value in (more or {}).items():
+        connection.execute(text("select set_config(:n, :v, false)"), {"n": name, "v": str(value)})
+    if not lock_timeout:
+        if opened_here:
+            connection.commit()
+        return
+    value = check_duration("lock_timeout", lock_timeout)
     connection.execute(text("select set_config('lock_timeout', :v, false)"), {"v": value})
     # each revision's commit need not wait for its WAL flush (the wait is most of a small
     # revision's time, and its locks are held through it): a crash can lose only whole
@@ -270,8 +278,8 @@ def _swrun_environment(project: "Project", cfg, intended: URL, options: Options,
         seen.version_table = opts.get("version_table") or "alembic_version"
         seen.version_table_schema = opts.get("version_table_schema")
         opts.setdefault("transaction_per_migration", True)
-        if connection is not None and options.lock_timeout:
-            _session_settings(connection, options.lock_timeout)
+        if connection is not None and (options.lock_timeout or options.session):
+            _session_settings(connection, options.lock_timeout, options.session)
         capture = None
         if connection is not None and options.capture is not None:
             capture = _Capture(options.capture, options.current_revision, seen.version_table)
