@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import RunContext
+from ..database import connect
 from ..errors import StateError
 from ..result import StepResult, Timer
 
@@ -28,7 +29,7 @@ def run(ctx: RunContext, target: str = "head") -> StepResult:
             "fingerprint": project.fingerprint(),
         }
         project.check_current(current)
-        where = ", ".join(current) or "<base> (empty)"
+        where = ", ".join(current) or _base_state(ctx, result)
         if not project.revisions:
             result.data["pending"] = []
             result.summary = f"no revisions: the project's versions directory is empty; database at {where}"
@@ -53,3 +54,15 @@ def run(ctx: RunContext, target: str = "head") -> StepResult:
                           else f"database at {where}; up to date with {target}")
     result.seconds = t.seconds
     return result
+
+
+def _base_state(ctx: RunContext, result: StepResult) -> str:
+    """A database with no revision: empty, or holding tables the application created itself
+    (a chain that starts on them needs them; a scratch build needs ``[swrun] baseline``)."""
+    with connect(ctx.engine) as conn:
+        tables = conn.exec_driver_sql(
+            "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema', 'swrun') "
+            "and left(n.nspname, 3) <> 'pg_'").scalar()
+    result.data["tables_without_revision"] = int(tables)
+    return f"<base> (no alembic_version, but {tables} table(s) exist)" if tables else "<base> (empty)"
