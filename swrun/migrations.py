@@ -306,9 +306,10 @@ class Project:
             })
         return pd.DataFrame(rows, columns=["revision", "down_revision", "description", "file", "applied", "head", "branch_labels"])
 
-    def metadata(self):
-        """The models' MetaData named by ``[swrun] metadata = module:attribute``, or None."""
-        spec = self.option("metadata")
+    def imported(self, key: str, what: str):
+        """The object named by ``[swrun] <key> = module:attribute`` (module paths relative to the
+        ini's directory), or None when the ini names none."""
+        spec = (self.option(key) or "").strip()
         if not spec:
             return None
         module_name, _, attr = spec.partition(":")
@@ -320,8 +321,12 @@ class Project:
             for part in (attr or "metadata").strip().split("."):
                 obj = getattr(obj, part)
         except Exception as exc:
-            raise ProjectError(f"cannot load the models' metadata {spec!r}: {type(exc).__name__}: {exc}") from None
+            raise ProjectError(f"cannot load {what} {spec!r} ([swrun] {key}): {type(exc).__name__}: {exc}") from None
         return obj
+
+    def metadata(self):
+        """The models' MetaData named by ``[swrun] metadata = module:attribute``, or None."""
+        return self.imported("metadata", "the models' metadata")
 
     # -- running env.py (swrun/runtime.py) -------------------------------------------------
     driver: str | None = field(default=None, repr=False)  # the project's own driver, from the URL given

@@ -13,9 +13,7 @@ It is dropped afterwards, also when the build or the comparison fails.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import secrets
-import sys
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -86,21 +84,11 @@ class BuildFailed(StateError):
 def load_baseline(project: Project):
     """``[swrun] baseline = module:attribute``: a MetaData (or a callable taking a Connection) that
     an empty database needs before the first revision; None when the project names none."""
-    spec = (project.option("baseline") or "").strip()
-    if not spec:
+    obj = project.imported("baseline", "the baseline")
+    if obj is None:
         return None
-    module_name, _, attr = spec.partition(":")
-    here = str(project.ini_path.parent)
-    if here not in sys.path:  # module paths are relative to the ini's directory, as for [swrun] metadata
-        sys.path.insert(0, here)
-    try:
-        obj = importlib.import_module(module_name.strip())
-        for part in (attr or "metadata").strip().split("."):
-            obj = getattr(obj, part)
-    except Exception as exc:
-        raise ProjectError(f"cannot load the baseline {spec!r} ([swrun] baseline): {type(exc).__name__}: {exc}") from None
     if not (hasattr(obj, "create_all") or callable(obj)):
-        raise ProjectError(f"the baseline {spec!r} is neither a MetaData nor a callable taking a Connection")
+        raise ProjectError(f"the baseline {project.option('baseline')!r} is neither a MetaData nor a callable taking a Connection")
     return obj
 
 
