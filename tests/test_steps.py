@@ -61,6 +61,18 @@ def test_backup_is_verified_and_owner_only(ctx, db_url):
     assert "TABLE DATA public users" in listing and result.data["toc_entries"] > 20
 
 
+def test_a_database_named_like_a_path_is_dumped_inside_the_backup_directory(pg, tmp_path):
+    name = "../../escaped"  # a legal PostgreSQL database name
+    url = pg.create_database(name)
+    try:
+        result = backup.run(RunContext(database_url=url, backup_dir=tmp_path / "work" / "backups"))
+        path = Path(result.data["file"]).resolve()
+        assert path.parent == (tmp_path / "work" / "backups").resolve() and path.name.startswith("_escaped_")
+        assert not list(tmp_path.glob("escaped*")) and not list((tmp_path / "work").glob("escaped*"))
+    finally:
+        pg.drop_database(name)
+
+
 def test_backup_restores_the_rows(ctx, pg, db_url):
     upgrade.run(ctx)
     dump = backup.run(ctx).data["file"]

