@@ -47,13 +47,20 @@ def revisions_at(url: str) -> set[str]:
     return set(found.split(",")) if found else set()
 
 
+def app_setting(url: str) -> dict:
+    """The application's own setting, as its users write it: with the driver they installed
+    (``postgresql://`` means psycopg 3 to SQLAlchemy 2.1, which swrun does not install)."""
+    return {URL_VAR: url.replace("postgresql://", "postgresql+psycopg2://", 1)}
+
+
 def plain_upgrade(ini: Path, url: str, target: str, env: dict) -> None:
     """Plain Alembic, as the application would run it (its env.py reads the URL from the environment)."""
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", target], check=True, capture_output=True,
-                   env={**__import__("os").environ, **env})
+    proc = subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", target], capture_output=True,
+                          text=True, env={**__import__("os").environ, **env})
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 @pytest.fixture
@@ -79,9 +86,9 @@ def test_env_var_url_routed_by_swrun_deploys_the_named_database(routing, db_url,
 
 def test_env_var_url_without_url_env_refuses_at_once_and_changes_nothing(db_url, other_url, tmp_path, workdir):
     ini = project("p_url_env", tmp_path, without_swrun_section=True)
-    plain_upgrade(ini, other_url, "a0e101", {URL_VAR: other_url})
+    plain_upgrade(ini, other_url, "a0e101", app_setting(other_url))
     live, target = database_state(other_url), database_state(db_url)
-    proc = cli("deploy", ini, db_url, cwd=workdir, env={URL_VAR: other_url})
+    proc = cli("deploy", ini, db_url, cwd=workdir, env=app_setting(other_url))
     assert proc.returncode != 0
     (line,) = error_lines(proc)
     assert URL_VAR in line, line  # it names the setting that sent env.py elsewhere
@@ -95,9 +102,9 @@ def test_env_var_url_without_url_env_never_migrates_the_live_database(command, d
     to deploy, diagnose, stamp or rehearse. Every scratch or copy database swrun builds would be
     migrated on the live one instead; swrun refuses before any migration runs."""
     ini = project("p_url_env", tmp_path, without_swrun_section=True)
-    plain_upgrade(ini, db_url, "a0e101", {URL_VAR: db_url})
+    plain_upgrade(ini, db_url, "a0e101", app_setting(db_url))
     live = database_state(db_url)
-    proc = cli(*command[:1], ini, db_url, *command[1:], cwd=workdir, env={URL_VAR: db_url})
+    proc = cli(*command[:1], ini, db_url, *command[1:], cwd=workdir, env=app_setting(db_url))
     assert proc.returncode != 0, failure(proc)
     (line,) = error_lines(proc)
     assert URL_VAR in line, line
