@@ -307,6 +307,93 @@ def case_records(b: Bench, args) -> None:
     print(sh([sys.executable, script] + (["--quick"] if args.quick else [])).rstrip(), flush=True)
 
 
+# -- real public chains, as their packages ship them ---------------------------------------
+REALWORLD = {  # package, its chain inside it, [swrun] settings, what the package does before its first upgrade
+    "optuna": ("optuna", "storages/_rdb/alembic", {}, None),
+    "mlflow": ("mlflow", "store/db_migrations", {"baseline": "mlflow.store.tracking.dbmodels.initial_models:Base.metadata"},
+               "mlflow.store.tracking.dbmodels.initial_models:Base"),
+}
+
+
+def _realworld_ini(root: Path, package: str, inside: str, swrun_opts: dict) -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        return None
+    root.mkdir(parents=True, exist_ok=True)
+    ini = root / "alembic.ini"
+    ini.write_text(f"[alembic]\nscript_location = {Path(spec.origin).parent / inside}\nsqlalchemy.url =\n"
+                   + ("[swrun]\n" + "".join(f"{k} = {v}\n" for k, v in swrun_opts.items()) if swrun_opts else "")
+                   + _QUIET_LOGGING)  # such env.py files call fileConfig on the ini
+    return ini
+
+
+_QUIET_LOGGING = """
+[loggers]
+keys = root
+[handlers]
+keys = console
+[formatters]
+keys = generic
+[logger_root]
+level = WARN
+handlers = console
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = generic
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+"""
+
+
+def _prepared_db(b: Bench, prepare: str | None) -> tuple[str, str]:
+    db, url = b.fresh_db()
+    if prepare:  # the package's own tables, created as it creates them (not timed: neither side does it)
+        import importlib
+
+        import sqlalchemy as sa
+
+        module, _, attr = prepare.partition(":")
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+        getattr(importlib.import_module(module), attr).metadata.create_all(engine)
+        engine.dispose()
+    return db, url
+
+
+def case_realworld(b: Bench, args) -> None:
+    """The default ``swrun deploy`` (every step, the rehearsal included) and the same without the
+    rehearsal, against a plain ``alembic upgrade head``, each on a fresh database."""
+    for name, (package, inside, opts, prepare) in REALWORLD.items():
+        ini = _realworld_ini(b.work / f"rw-{name}", package, inside, opts)
+        if ini is None:
+            print(f"realworld: {name}: {package} is not installed (pip install '.[test]'); skipped", flush=True)
+            continue
+        plain_ini = ini.with_name("plain.ini")
+        shutil.copy(ini, plain_ini)
+        times: dict[str, list[float]] = {"swrun": [], "norehearse": [], "plain": []}
+        for i in range(b.runs):
+            for side in (["plain", "swrun", "norehearse"] if i % 2 == 0 else ["norehearse", "swrun", "plain"]):
+                db, url = _prepared_db(b, prepare)
+                try:
+                    if side == "plain":
+                        generate.set_url(plain_ini, url.replace("postgresql://", "postgresql+psycopg2://"))
+                        t0 = time.perf_counter()
+                        sh([ALEMBIC, "-c", plain_ini, "upgrade", "head"])
+                        times[side].append(time.perf_counter() - t0)
+                    else:
+                        times[side].append(b.swrun_deploy(ini, url, steps=NO_REHEARSAL if side == "norehearse" else None))
+                finally:
+                    b.drop(db)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        from swrun.migrations import Project
+
+        revisions = len(Project.load(ini).revisions)
+        report(f"realworld: {name} ({revisions} revisions)", med["swrun"], med["plain"], "", "plain: alembic upgrade head")
+        report("  same, no rehearsal", med["norehearse"], med["plain"])
+
+
 CASES = {
     "deploy-demo": case_deploy_demo,
     "deploy-chain": case_deploy_chain,
@@ -315,6 +402,7 @@ CASES = {
     "backup": case_backup,
     "memory": case_memory,
     "records": case_records,
+    "realworld": case_realworld,
 }
 
 
