@@ -62,18 +62,15 @@ def project_driver(url: str | URL | None) -> str | None:
     return parsed.drivername if parsed.drivername in PROJECT_DRIVERS else None
 
 
-_DURATION = re.compile(r"^\d{1,9}(\.\d{1,6})?\s?(us|ms|s|min|h|d)?$")
-
-
 def check_duration(name: str, value) -> str:
-    """A PostgreSQL duration (``lock_timeout``, ``statement_timeout``): digits and a unit, nothing else.
+    """A PostgreSQL duration (``lock_timeout``, ``statement_timeout``): the parameters' own check
+    (swrun.params, which the runner calls before any kernel starts), for callers in the kernel.
+    Used in SQL only as a bound value of ``set_config``."""
+    from .params import check_duration as checked
 
-    Used in SQL only as a bound value of ``set_config``; checked so a bad one is a usage error."""
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    if text is None or len(text) > 24 or not _DURATION.match(text):
-        shown = repr(value)[:40]
-        raise UsageError(f"invalid {name} {shown}: expects a PostgreSQL duration such as 10s, 500ms or 2min")
-    return text
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise UsageError(f"invalid {name} {repr(value)[:40]}: a PostgreSQL duration such as 10s, 500ms, 2min or 0")
+    return checked(name, str(value))
 
 
 _UNPARSEABLE = "cannot parse the database URL (its text is not shown: it may hold a password)"

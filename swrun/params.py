@@ -238,9 +238,9 @@ _UNIT_MS = {"us": 0.001, "ms": 1, None: 1, "s": 1000, "min": 60000, "h": 3600000
 def check_duration(name: str, value: str) -> str:
     """A PostgreSQL duration (``10s``, ``500ms``, ``2min``, ``0``), within int4 milliseconds.
 
-    Checked here, before any kernel starts, without importing swrun.database (SQLAlchemy: 0.6 s
-    on the way to the kernel); in the kernel, ``Runbook.start`` and the upgrade check again with
-    ``database.check_duration``, and the upgrade binds the value through ``set_config()``."""
+    The one check of a duration: here before any kernel starts (no SQLAlchemy on the way to the
+    kernel), and through ``database.check_duration`` in the kernel, where the upgrade binds the
+    value with ``set_config()``."""
     match = _DURATION.fullmatch(check_text(name, str(value), limit=64))
     if not match or float(match[1]) * _UNIT_MS[match[2]] > 2147483647:
         raise UsageError(f"invalid {name} {_shown(value)}: a PostgreSQL duration such as 10s, 500ms, 2min or 0")
