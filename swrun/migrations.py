@@ -353,10 +353,9 @@ class Project:
     def _run_env(self, url: URL | None, fn: Callable, *, as_sql: bool = False, buffer=None,
                  starting_rev=None, destination_rev: str | None = None, dont_mutate: bool = False,
                  lock_timeout: str | None = None, on_revision: Callable | None = None,
-                 expect_database: str | None = None, capture: list | None = None,
+                 capture: list | None = None,
                  session: dict[str, str] | None = None) -> None:
         """One run of env.py through swrun's runner (identity check included, always).
-        ``expect_database``: kept for old callers; the check no longer depends on it.
         ``session``: more settings (name -> value, ``role`` included) bound on env.py's connection."""
         from . import runtime
 
@@ -417,7 +416,7 @@ class Project:
         return fn
 
     def apply(self, url: URL, target: str = "head", *, direction: str = "upgrade", lock_timeout: str | None = "10s",
-              on_revision: Callable | None = None, expect_database: str | None = None,
+              on_revision: Callable | None = None,
               durable: bool = True, capture: list | None = None,
               session: dict[str, str] | None = None) -> list[AppliedRevision]:
         """Upgrade or downgrade to ``target`` online; returns each revision with its time.
@@ -430,7 +429,6 @@ class Project:
         ``capture``: a list that gets ``{"revision", "sql"}`` for every statement executed on the
         migrating connection (parameters never inlined); ``durable=False``: return without
         waiting for the revisions' commits to reach disk (a scratch copy).
-        ``expect_database`` is accepted and ignored: the identity check is unconditional.
         """
         if direction == "upgrade":
             self.resolve(target)

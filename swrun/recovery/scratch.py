@@ -157,7 +157,7 @@ def build(project: Project, url: URL, revisions: tuple[str, ...] | list[str], *,
         return built
     try:
         project.apply(url, _target(project, revisions), lock_timeout=None, on_revision=on_revision,
-                      expect_database=url.database, durable=False)
+                      durable=False)
     except BuildFailed:
         raise
     except StateError as exc:  # nothing ran: env.py connected elsewhere, or Alembic cannot plan the build

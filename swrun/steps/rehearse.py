@@ -236,7 +236,7 @@ class _Pass:
         self.failed_revision: str | None = None
 
 
-def _apply(project, url: URL, target: str, direction: str, observer, lock_timeout: str, expect: str,
+def _apply(project, url: URL, target: str, direction: str, observer, lock_timeout: str,
            capture: list | None = None, session: dict | None = None) -> _Pass:
     """One pass; ``observer`` None: no lock reading (the second upgrade's locks are the first's);
     ``capture``: gets every statement the migrations execute (see ``Project.apply``)."""
@@ -262,7 +262,7 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
     started = time.perf_counter()
     try:
         applied = project.apply(url, target, direction=direction, lock_timeout=lock_timeout,
-                                on_revision=on_revision if observer is not None else None, expect_database=expect,
+                                on_revision=on_revision if observer is not None else None,
                                 durable=False, capture=capture, session=session)  # a disposable copy
     except MigrationFailed as exc:
         applied = list(project._timings)  # the revisions committed before the failing one
@@ -502,7 +502,7 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
                                                     ("downgrade", start_rev, "downgrade", "downgrade"),
                                                     ("upgrade_again", target, "upgrade", "upgrade again")) if pending else ():
                     done = passes[key] = _apply(project, migrate_url, goal, direction, observer if key != "upgrade_again" else None,
-                                                ctx.lock_timeout, scratch.name, captured if key == "upgrade" else None, session)
+                                                ctx.lock_timeout, captured if key == "upgrade" else None, session)
                     moved = f"{where_from} -> {where_to}" if direction == "upgrade" else f"{where_to} -> {where_from}"
                     if done.error and direction == "downgrade":
                         # the upgrade on real data passed; a downgrade that fails (common in real chains, whose
