@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         if verb in ("deploy", "rehearse"):
             p.add_argument("--rehearse-on", dest="rehearse_on", choices=["embedded", "target"],
                            help="where the rehearsal's scratch database goes: the embedded server (default) or the target's server")
+            p.add_argument("--rehearse-copy", dest="rehearse_copy", choices=["full", "touched", "auto"],
+                           help="the rehearsal's copy: full (every row), touched (the rows of the tables the migrations touch "
+                                "and what their foreign keys need), auto (default: touched, full when that is most of the database)")
+        if verb in ("deploy", "backup", "rehearse"):
+            p.add_argument("--verify-restore", dest="verify_restore", choices=["toc", "full"],
+                           help="how the backup is proven: toc (default: pg_restore --list, and the rehearsal's restore of the "
+                                "rows it needs) or full (the whole backup restored into a scratch database)")
         if verb in ("deploy", "backup", "rehearse"):
             p.add_argument("--mode", dest="backup_mode", choices=["custom", "custom-fast", "directory-fast"],
                            help="backup format: custom = pg_dump -Fc (default); custom-fast = -Fc with gzip:1; "
@@ -138,7 +145,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rev-id", help="the new revision's id (default: Alembic generates one)")
     _reports_parser(sub)
     _recovery_parsers(sub)
+    _fleet_parser(sub)
+    _check_parser(sub)
     return parser
+
+
+def _check_parser(sub) -> None:
+    p = sub.add_parser("check", help="CI: the guide's rules against git, heads after the merge, review, the chain and the "
+                                     "deploy runbook executed on a throwaway database (exit 0 clean, 1 findings, 2+ could not check)")
+    p.add_argument("--project", help="path to the project's alembic.ini (default: the Smart Waste AI demo)")
+    p.add_argument("--base", metavar="REF", help="the branch the change merges into (default: origin/HEAD, else main/master)")
+    p.add_argument("--format", dest="output_format", choices=["text", "github", "json"], default="text",
+                   help="text (default); github: workflow annotations (and $GITHUB_STEP_SUMMARY); json")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("--junit", metavar="PATH", help="also write a JUnit XML file (one testcase per check, one failure per finding)")
+    p.add_argument("--reports-dir", default="reports", help="where the executed deploy runbook is kept (default: ./reports)")
+    p.add_argument("--no-execute", action="store_true", help="static checks only: no throwaway database, no stairway, no runbook")
+    p.add_argument("--no-runbook", action="store_true", help="execute the chain, but not the deploy runbook")
+
+
+def _fleet_parser(sub) -> None:
+    p = sub.add_parser("fleet", help="one migration set across many databases: a canary, then waves, on Dask")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (("deploy", "deploy every target of FLEET.toml (the deploy runbook each, its own record)"),
+                       ("status", "each target's current revision and pending count (read-only, in parallel)")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("fleet_file", metavar="FLEET.toml")
+        a.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (default: a LocalCluster)")
+        a.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: up to 4)")
+        if name == "deploy":
+            a.add_argument("--resume", metavar="FLEET_RUN", help="skip the targets that succeeded in that fleet run "
+                                                                 "with the same migration set")
+            a.add_argument("--reports-dir", default="reports", help="where run records are kept (default: ./reports)")
+            a.add_argument("--backup-dir", default="backups", help="where each target's backup goes (default: ./backups)")
+            a.add_argument("--operator", help="who runs this deployment (default: user@host)")
+            a.add_argument("--cell-timeout", type=_seconds(0.001, 30 * 86400), default=3600, help="seconds one runbook cell may run")
+            a.add_argument("--kernel-timeout", type=_seconds(0.001, 3600), default=60, help="seconds to wait for a kernel to start")
+        else:
+            a.add_argument("--json", action="store_true")
+
+
+def _fleet(args) -> int:
+    from .fleet import spec as fleet_spec
+
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise UsageError(f"--workers must be between 1 and 256, got {args.workers}")
+    try:
+        spec = fleet_spec.load(args.fleet_file)
+    except fleet_spec.FleetFileError as exc:  # every problem, one line each, before anything starts
+        from .records import scrub_known
+
+        for line in exc.lines:
+            print(f"swrun: error: {scrub_known(line)}", file=sys.stderr)
+        return exc.exit_code
+    if args.action == "status":
+        from .fleet import status
+
+        rows = status.collect(spec, scheduler=args.scheduler, workers=args.workers)
+        print(json.dumps(rows, indent=2) if args.json else status.text(rows))
+        return 0 if all(r["error"] is None for r in rows) else 1
+    from .fleet import coordinator
+
+    result = coordinator.deploy(spec, scheduler=args.scheduler, workers=args.workers, resume=args.resume,
+                                reports_dir=Path(args.reports_dir), backup_dir=Path(args.backup_dir), operator=args.operator,
+                                cell_timeout=args.cell_timeout, kernel_timeout=args.kernel_timeout)
+    return result.exit_code
 
 
 def _reports_parser(sub) -> None:
@@ -151,6 +222,7 @@ def _reports_parser(sub) -> None:
     a.add_argument("--since", help="started at or after (ISO date or time, UTC unless given)")
     a.add_argument("--until", help="started before (a bare date includes that day)")
     a.add_argument("--revision", help="touched this revision (before or after; a prefix is enough)")
+    a.add_argument("--fleet", metavar="FLEET_RUN", help="only the records of this fleet run (its targets' and its own)")
     a.add_argument("--json", action="store_true")
     a = actions.add_parser("show", help="one run's summary (RUN: a run id or a unique prefix)")
     a.add_argument("run", metavar="RUN")
@@ -218,7 +290,7 @@ def _context(args, **extra):
     return ctx
 
 
-PATH_OPTIONS = ("project", "reports_dir", "backup_dir", "out_dir", "sql_file", "out")
+PATH_OPTIONS = ("project", "reports_dir", "backup_dir", "out_dir", "sql_file", "out", "junit")
 
 
 def _dispatch(args) -> int:
@@ -239,6 +311,10 @@ def _dispatch(args) -> int:
         return _reports(args)
     if args.verb in RECOVERY_VERBS:
         return _recovery(args)
+    if args.verb == "fleet":
+        return _fleet(args)
+    if args.verb == "check":
+        return _check(args)
     raise UsageError(f"unknown command {args.verb}")
 
 
@@ -315,14 +391,14 @@ def _run_settings(args, pairs=()) -> tuple[dict, dict]:
     return given, dict(settings, environment=params.environment_name(settings["environment"]))
 
 
-def _start(runbook: str, given: dict, settings: dict, args):
+def _start(runbook: str, given: dict, settings: dict, args, label: str | None = None):
     from . import runner
 
     return runner.run_runbook(
         runbook, raw_parameters=given, project=settings["project"], database_url=args.database_url,
         environment=settings["environment"], reports_dir=Path(settings["reports_dir"]),
         backup_dir=Path(settings["backup_dir"]), operator=settings["operator"], cell_timeout=args.cell_timeout,
-        kernel_timeout=args.kernel_timeout, progress=not args.json)
+        kernel_timeout=args.kernel_timeout, progress=not args.json, label=label)
 
 
 def _runbook(args) -> int:
@@ -335,10 +411,12 @@ def _runbook(args) -> int:
         steps = args.fixed_steps or getattr(args, "steps", None)
         if steps is not None:  # --steps "" is an error (params.check_steps), never "every step"
             params["steps"] = steps
-        for name in ("acknowledge", "override_gates", "backup_mode", "rehearse_on", "watch_seconds", "watch_fail_on_rise"):
+        for name in ("acknowledge", "override_gates", "backup_mode", "rehearse_on", "rehearse_copy", "verify_restore",
+                     "watch_seconds", "watch_fail_on_rise"):
             if getattr(args, name, None) is not None:
                 params[name] = getattr(args, name)
-    outcome = _start(runbook, params, settings, args)
+    # swrun upgrade/backup/rehearse run deploy.ipynb's steps and are indexed under their own name
+    outcome = _start(runbook, params, settings, args, label=args.verb if args.verb in ("upgrade", "backup", "rehearse") else None)
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
     return outcome.exit_code
@@ -471,6 +549,30 @@ def _revision(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    from . import check
+    from .check import writers
+
+    try:
+        report = check.check(args.project, args.base, reports_dir=Path(args.reports_dir), execute_chain=not args.no_execute,
+                             run_runbook=not args.no_runbook)
+    except SwrunError as exc:  # could not check: never the exit code of findings
+        exc.exit_code = max(exc.exit_code, 2)
+        raise
+    fmt = "json" if args.json else args.output_format
+    if args.junit:
+        writers.write_junit(report, Path(args.junit))
+    if fmt == "json":
+        print(writers.as_json(report))
+    elif fmt == "github":
+        print(writers.github(report))
+        print(writers.text(report))
+        writers.write_step_summary(report)
+    else:
+        print(writers.text(report))
+    return report.exit_code
+
+
 def _reports(args) -> int:
     from . import store
 
@@ -503,7 +605,7 @@ def _reports(args) -> int:
     entries = store.filter_entries(
         index.entries, environment=args.env.strip().lower() if args.env else None, runbook=args.runbook, outcome=args.outcome, revision=args.revision,
         since=store.parse_time(args.since) if args.since else None,
-        until=store.parse_time(args.until, end=True) if args.until else None)
+        until=store.parse_time(args.until, end=True) if args.until else None, fleet=args.fleet)
     print(json.dumps([store.public(e) for e in entries], indent=1) if args.json else store.format_table(entries))
     if index.problems:
         raise store.StoreError(f"{index.problems[0].message} ({len(index.problems)} unreadable line(s); "
