@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-sql", action="store_true", help="print the SQL too")
     p.add_argument("--sql-file", metavar="PATH", help="also write the SQL as a psql script (psql -v ON_ERROR_STOP=1 -f PATH): "
                    "timeouts set, a start-revision check, one transaction per revision")
-    p.add_argument("--lock-timeout", default="10s", help="lock_timeout the --sql-file sets (default: 10s)")
+    p.add_argument("--lock-timeout", default="2s", help="lock_timeout per attempt the --sql-file sets (default: 2s)")
+    p.add_argument("--lock-retries", type=int, default=10, help="the --sql-file retries a revision cancelled for a lock timeout "
+                   "this often, with backoff (default: 10; 0: plain BEGIN/COMMIT; docs/lock-retries.md)")
     p.add_argument("--statement-timeout", default="0", help="statement_timeout the --sql-file sets (default: 0, no limit)")
 
     p = sub.add_parser("verify", help="check revision, enums, invalid indexes, app check (read-only)")
@@ -108,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         _run_options(p)
         p.add_argument("--to", default="head", help="target revision (default: head)")
         p.set_defaults(fixed_steps=steps)
+        if verb in ("deploy", "upgrade", "rehearse"):  # docs/lock-retries.md
+            p.add_argument("--lock-timeout", dest="lock_timeout", metavar="DURATION",
+                           help="how long one attempt of a revision waits for a lock (default: 2s)")
+            p.add_argument("--lock-retries", dest="lock_retries", type=int, metavar="N",
+                           help="retries of a revision PostgreSQL cancels for a lock timeout (default: 10; 0: none)")
+            p.add_argument("--lock-retry-budget", dest="lock_retry_budget", metavar="DURATION",
+                           help="the run's time lost to timed-out lock waits and pauses, at most (default: 5min)")
+            p.add_argument("--statement-timeout", dest="statement_timeout", metavar="DURATION",
+                           help="bounds each statement of the revisions (default: 0, no bound)")
         if verb == "deploy":
             p.add_argument("--steps", help="comma-separated subset of: preflight,status,preview,guards,backup,rehearse,upgrade,verify,watch")
             p.add_argument("--watch", dest="watch_seconds", type=_seconds(0, 86400), metavar="SECONDS",
@@ -350,7 +361,9 @@ def _read_only(args) -> int:
     if args.verb == "preview":
         params.check_duration("lock_timeout", args.lock_timeout)
         params.check_duration("statement_timeout", args.statement_timeout)
-    ctx = _context(args, **({"lock_timeout": args.lock_timeout} if args.verb == "preview" else {}))
+        params.check_number("lock_retries", args.lock_retries)
+    ctx = _context(args, **({"lock_timeout": args.lock_timeout, "lock_retries": args.lock_retries,
+                             "statement_timeout": args.statement_timeout} if args.verb == "preview" else {}))
     if args.verb == "status":
         result = status.run(ctx, target=args.to)
     elif args.verb == "preview":
@@ -412,7 +425,8 @@ def _runbook(args) -> int:
         if steps is not None:  # --steps "" is an error (params.check_steps), never "every step"
             params["steps"] = steps
         for name in ("acknowledge", "override_gates", "backup_mode", "rehearse_on", "rehearse_copy", "verify_restore",
-                     "watch_seconds", "watch_fail_on_rise"):
+                     "watch_seconds", "watch_fail_on_rise", "lock_timeout", "lock_retries", "lock_retry_budget",
+                     "statement_timeout"):
             if getattr(args, name, None) is not None:
                 params[name] = getattr(args, name)
     # swrun upgrade/backup/rehearse run deploy.ipynb's steps and are indexed under their own name

@@ -49,7 +49,10 @@ class RunContext:
     run_id: str = field(default_factory=new_run_id)
     operator: str = field(default_factory=default_operator)
     lock_wait_s: float = 30.0
-    lock_timeout: str = "10s"
+    lock_timeout: str = "2s"  # per attempt; lock timeouts are retried (swrun/lock_retry.py)
+    lock_retries: int = 10
+    lock_retry_budget: str = "5min"
+    statement_timeout: str = "0"  # per statement of the revisions; 0: no bound
     long_transaction_s: float = 300.0
     state_home: str | None = None
 

@@ -4,8 +4,9 @@ Built on Alembic's Python API the way ``alembic/command.py`` is: a ``Config`` ca
 through, a ``ScriptDirectory`` loaded once, and ``EnvironmentContext`` + ``run_env`` to
 execute the project's own ``env.py``. swrun's subclass of ``EnvironmentContext`` adds
 three things to whatever ``env.py`` configures: one transaction per revision (so a
-failure leaves the database at the last good revision), ``lock_timeout`` on the
-migrating connection, and a timer around every revision.
+failure leaves the database at the last good revision), a short ``lock_timeout`` on the
+migrating connection with the revision retried when PostgreSQL cancels it for that
+(swrun/lock_retry.py), and a timer around every revision.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from .errors import MigrationFailed, ProjectError, StateError, UsageError
+from . import progress
 
 DEMO_INI = Path(__file__).parent / "demo" / "smartwaste" / "alembic.ini"
 
@@ -56,6 +58,9 @@ class AppliedRevision:
     sql: str = ""
     offline_error: str | None = None
     where: str | None = None
+    attempts: int = 1  # online: 1 + the attempts PostgreSQL cancelled for a lock timeout
+    waited_s: float = 0.0  # seconds its backend was seen waiting on a lock, every attempt
+    lock_timeouts: list = field(default_factory=list)  # lock_retry.Attempt, one per cancelled attempt
 
     def as_dict(self) -> dict:
         return {
@@ -66,6 +71,9 @@ class AppliedRevision:
             "seconds": round(self.seconds, 4),
             "offline_error": self.offline_error,
             "where": self.where,
+            "attempts": self.attempts,
+            "waited_s": round(self.waited_s, 3),
+            "lock_timeouts": [a.as_dict() for a in self.lock_timeouts],
         }
 
 
@@ -354,13 +362,15 @@ class Project:
                  starting_rev=None, destination_rev: str | None = None, dont_mutate: bool = False,
                  lock_timeout: str | None = None, on_revision: Callable | None = None,
                  capture: list | None = None,
-                 session: dict[str, str] | None = None) -> None:
+                 session: dict[str, str] | None = None, statement_timeout: str | None = None,
+                 on_connection: Callable[[int], None] | None = None) -> None:
         """One run of env.py through swrun's runner (identity check included, always).
         ``session``: more settings (name -> value, ``role`` included) bound on env.py's connection."""
         from . import runtime
 
         options = runtime.Options(lock_timeout=lock_timeout, on_revision=on_revision, capture=capture,
-                                  current_revision=lambda: self._running, session=dict(session or {}))
+                                  current_revision=lambda: self._running, session=dict(session or {}),
+                                  statement_timeout=statement_timeout, on_connection=on_connection)
         seen = runtime.run_env(self, url, fn, as_sql=as_sql, buffer=buffer, starting_rev=starting_rev,
                                destination_rev=destination_rev, dont_mutate=dont_mutate, options=options)
         self._version_table = (seen.version_table, seen.version_table_schema)
@@ -401,10 +411,10 @@ class Project:
         """Wrap Alembic's migration function to time each revision, commit included."""
 
         def fn(rev, context):
-            for step in plan(rev, context):
+            for step in progress.migrating(plan(rev, context), direction, self.description, context):  # revision i of N, live
                 start, mark = time.perf_counter(), buffer.tell() if buffer else 0
                 sink.append(("running", step))
-                self._running = self._step_revision(step)
+                self._running, self._step_started = self._step_revision(step), time.monotonic()
                 yield step  # Alembic runs the revision and commits before asking for the next
                 sink[-1] = ("done", step)
                 rev_id = self._step_revision(step)
@@ -415,11 +425,15 @@ class Project:
 
         return fn
 
-    def apply(self, url: URL, target: str = "head", *, direction: str = "upgrade", lock_timeout: str | None = "10s",
+    _step_started: float = 0.0
+    attempts: list = field(default_factory=list, repr=False)  # lock_retry.Attempt of the last apply(), every one
+
+    def apply(self, url: URL, target: str = "head", *, direction: str = "upgrade", lock_timeout: str | None = "2s",
               on_revision: Callable | None = None,
               durable: bool = True, capture: list | None = None,
-              session: dict[str, str] | None = None) -> list[AppliedRevision]:
-        """Upgrade or downgrade to ``target`` online; returns each revision with its time.
+              session: dict[str, str] | None = None, retry=None, statement_timeout: str | None = None,
+              on_attempt: Callable | None = None) -> list[AppliedRevision]:
+        """Upgrade or downgrade to ``target`` online; returns each revision with its time and attempts.
 
         Before any migration runs, the connection env.py configures must be the database of
         ``url`` (StateError otherwise: nothing ran). On failure raises MigrationFailed naming
@@ -427,52 +441,193 @@ class Project:
         applied (one transaction per revision). ``on_revision(migration_context, step_info)``
         runs inside each revision's transaction, after its SQL and before its commit;
         ``capture``: a list that gets ``{"revision", "sql"}`` for every statement executed on the
-        migrating connection (parameters never inlined); ``durable=False``: return without
-        waiting for the revisions' commits to reach disk (a scratch copy).
+        migrating connection (parameters never inlined; a cancelled attempt's statements left
+        out); ``durable=False``: return without waiting for the revisions' commits to reach disk
+        (a scratch copy).
+
+        Lock timeouts (swrun/lock_retry.py): each attempt waits at most ``lock_timeout`` for a
+        lock; a revision PostgreSQL cancels for that is rolled back and, per ``retry`` (a
+        ``lock_retry.RetryPolicy``; None: the defaults), tried again after a jittered, growing
+        pause, from the database's current revision to the same target. A revision with an
+        autocommit block is tried again only when what it committed can run twice (an INVALID
+        index its cancelled ``CREATE INDEX CONCURRENTLY`` left is dropped first). ``on_attempt``
+        gets a ``lock_retry.AttemptEvent`` at each wait, timeout and retry (for progress).
+        ``statement_timeout``: bounds each statement of the revisions (None or ``0``: no bound).
         """
+        from . import lock_retry
+        from .database import check_duration
+
+        on_attempt = progress.with_attempts(on_attempt)  # waits, timeouts and "attempt k" on the live line
         if direction == "upgrade":
             self.resolve(target)
-
-            def plan(rev, context):
-                return self.script._upgrade_revs(target, rev)
-        elif direction == "downgrade":
-            def plan(rev, context):
-                return self.script._downgrade_revs(target, rev)
-        else:
+        elif direction != "downgrade":
             raise UsageError(f"unknown direction {direction!r}")
         if lock_timeout:
-            from .database import check_duration
-
             lock_timeout = check_duration("lock_timeout", lock_timeout)
-        self._timings = []
-        sink: list = []
-        try:
-            try:
-                self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target, lock_timeout=lock_timeout,
-                              on_revision=on_revision, capture=capture, session=session)
-            finally:
-                self._running = None
-                if durable and lock_timeout and sink:
-                    _durable(url)
-        except Exception as exc:
-            failed = next((self._step_revision(step) for state, step in reversed(sink) if state == "running"), None)
-            if failed is None:
-                if isinstance(exc, MigrationFailed):
-                    raise
-                raise self._env_failure(exc, url, f"planning the {direction} to {target!r}") from None
-            from .database import scrub
+        if statement_timeout:
+            statement_timeout = check_duration("statement_timeout", statement_timeout)
+        policy = retry if retry is not None else lock_retry.RetryPolicy()
+        wait_s = lock_retry.seconds(lock_timeout)
+        if policy.retries and _RELATIVE_TARGET.search(target or ""):
+            # "-1" or "+2" counts from where the database is: a retry must aim where the first attempt aimed
+            target = self._frozen_target(url, target, direction)
 
-            at = self._where(exc)
-            inner = getattr(exc, "orig", None) or exc
-            message = scrub(" ".join(str(inner).split()), url)
-            where = f" ({Path(at[0]).name}:{at[1]})" if at else f" ({self.file_of(failed).name})"
-            err = MigrationFailed(
-                f"revision {failed}{where} failed during {direction}: {type(inner).__name__}: {message[:400]}",
-                revision=failed,
-            )
-            err.file, err.lineno = (at[0], at[1]) if at else (str(self.file_of(failed)), None)
-            raise err from exc
+        def plan(rev, context):
+            if direction == "upgrade":
+                return self.script._upgrade_revs(target, rev)
+            return self.script._downgrade_revs(target, rev)
+
+        self._timings, self.attempts = [], []
+        tries: dict[str | None, int] = {}
+        waited: dict[str | None, float] = {}
+        lost = 0.0  # seconds of timed-out attempts and pauses, against policy.budget_s
+        cleanup: str | None = None  # an invalid index to drop before the next attempt
+        ran_any = False
+
+        def tell(state: str, revision, attempt: int, **kw) -> None:
+            if on_attempt is not None:
+                on_attempt(lock_retry.AttemptEvent(state, revision, attempt, policy.retries, **kw))
+
+        watcher = None
+        if wait_s > 0:
+            watcher = lock_retry.BlockerWatcher(
+                url, min(0.25, max(0.02, wait_s / 8)), current_revision=lambda: self._running,
+                on_wait=(lambda rev, _now: tell("waiting", rev, tries.get(rev, 0) + 1)) if on_attempt else None).start()
+        try:
+            while True:
+                sink: list = []
+                entries: list[dict] = []
+                started = time.monotonic()
+                self._step_started = started
+                try:
+                    if cleanup is not None:
+                        self._running = cleaning = self._last_failed
+                        lock_retry.drop_invalid_index(url, cleanup, lock_timeout, on_pid=watcher.watch if watcher else None)
+                        self.attempts[-1].cleanup = f"dropped the INVALID index {cleanup} its cancelled build left"
+                        cleanup = None
+                        self._running = None
+                    self._run_env(url, self._timed(plan, sink, direction, None), destination_rev=target,
+                                  lock_timeout=lock_timeout, on_revision=on_revision, capture=entries, session=session,
+                                  statement_timeout=statement_timeout, on_connection=watcher.watch if watcher else None)
+                except Exception as exc:
+                    ran_any = ran_any or bool(sink)
+                    failed = next((self._step_revision(step) for state, step in reversed(sink) if state == "running"), None)
+                    if cleanup is not None:
+                        failed = cleaning
+                    seen_blockers, seen_waits = watcher.take() if watcher else ([], {})
+                    self._running = None
+                    _keep(capture, entries, failed)
+                    for rev, w in seen_waits.items():
+                        waited[rev] = waited.get(rev, 0.0) + w
+                    if not lock_retry.is_lock_timeout(exc):
+                        raise self._failure(exc, url, failed, direction, target) from exc
+                    n = tries[failed] = tries.get(failed, 0) + 1
+                    attempt_s = time.monotonic() - (self._step_started if failed is not None else started)
+                    attempt = lock_retry.Attempt(failed, n, attempt_s, min(seen_waits.get(failed, 0.0), attempt_s) or attempt_s,
+                                                 seen_blockers)
+                    waited[failed] = waited.get(failed, 0.0) - seen_waits.get(failed, 0.0) + attempt.waited_s
+                    self.attempts.append(attempt)
+                    lost += attempt_s
+                    left = lock_retry.autocommit_leftovers(entries, failed) if cleanup is None else lock_retry.Leftovers(
+                        invalid_index=cleanup)
+                    if left.invalid_index:
+                        cleanup = left.invalid_index
+                    pause = policy.pause(n)
+                    if not left.safe:
+                        why = f"not retried: {left.why}"
+                    elif n > policy.retries:
+                        why = (f"{policy.retries} retr{'y' if policy.retries == 1 else 'ies'} used up (lock_retries)"
+                               if policy.retries else "not retried (lock_retries is 0)")
+                    elif lost + pause + wait_s > policy.budget_s:
+                        why = f"the next attempt would pass lock_retry_budget ({policy.budget_s:g}s; {lost:.1f}s used)"
+                    else:
+                        attempt.pause_s = pause
+                        tell("timeout", failed, n, waited_s=attempt.waited_s, pause_s=pause, blockers=seen_blockers)
+                        time.sleep(pause)
+                        lost += pause
+                        self._last_failed = failed
+                        tell("retry", failed, n + 1)
+                        continue
+                    tell("timeout", failed, n, waited_s=attempt.waited_s, blockers=seen_blockers)
+                    raise self._lock_failure(exc, url, failed, direction, target, n, lost, why, lock_timeout,
+                                             seen_blockers, cleanup) from exc
+                ran_any = ran_any or bool(sink)
+                seen_blockers, seen_waits = watcher.take() if watcher else ([], {})
+                for rev, w in seen_waits.items():
+                    waited[rev] = waited.get(rev, 0.0) + w
+                _keep(capture, entries, None)
+                break
+        finally:
+            self._running = None
+            if watcher is not None:
+                watcher.stop()
+            if durable and lock_timeout and ran_any:
+                _durable(url)
+            for applied in self._timings:
+                applied.attempts = tries.get(applied.revision, 0) + 1
+                applied.waited_s = waited.get(applied.revision, 0.0)
+                applied.lock_timeouts = [a for a in self.attempts if a.revision == applied.revision]
         return list(self._timings)
+
+    _last_failed: str | None = None
+
+    def _frozen_target(self, url: URL, target: str, direction: str) -> str:
+        """A relative target (``-1``, ``+2``, ``label@-1``) as the revision it names from where the
+        database is now, so that a retry aims where the first attempt aimed."""
+        current = self.current(url)
+        heads = list(current)
+        for step in self.plan(current, target, direction):
+            heads = [h for h in heads if h not in step.from_revisions] + [r for r in step.to_revisions if r not in heads]
+        if len(heads) == 1:
+            return heads[0]
+        if not heads:
+            return "base"
+        return target  # several heads: Alembic's own reading (a retry after a partial run may then differ; rare)
+
+    def _failure(self, exc: BaseException, url: URL, failed: str | None, direction: str, target: str) -> Exception:
+        """A revision's error (any but a lock timeout) as MigrationFailed, with its file:line."""
+        if failed is None:
+            if isinstance(exc, MigrationFailed):
+                return exc
+            return self._env_failure(exc, url, f"planning the {direction} to {target!r}")
+        from .database import scrub
+
+        at = self._where(exc)
+        inner = getattr(exc, "orig", None) or exc
+        message = scrub(" ".join(str(inner).split()), url)
+        where = f" ({Path(at[0]).name}:{at[1]})" if at else f" ({self.file_of(failed).name})"
+        err = MigrationFailed(
+            f"revision {failed}{where} failed during {direction}: {type(inner).__name__}: {message[:400]}",
+            revision=failed,
+        )
+        err.file, err.lineno = (at[0], at[1]) if at else (str(self.file_of(failed)), None)
+        return err
+
+    def _lock_failure(self, exc, url: URL, failed: str | None, direction: str, target: str, tries: int, lost: float,
+                      why: str, lock_timeout: str | None, blockers: list, invalid_index: str | None) -> MigrationFailed:
+        """The one line of a revision given up on after lock timeouts: which, how often, who blocked it."""
+        from . import lock_retry
+
+        left = ""
+        if invalid_index is not None:  # drop what the cancelled build left, once, before saying the run failed
+            try:
+                lock_retry.drop_invalid_index(url, invalid_index, lock_timeout)
+                left = f"; the INVALID index {invalid_index} its cancelled build left was dropped"
+            except Exception:  # noqa: BLE001 - it is named, with the statement that removes it
+                left = (f"; an INVALID index {invalid_index} is left: DROP INDEX CONCURRENTLY IF EXISTS {invalid_index} "
+                        "once the blocker is gone")
+        said = (f"lock timeout ({lock_timeout} per attempt) on {tries} attempt{'s' if tries > 1 else ''} in {lost:.1f}s, "
+                f"{why}; {lock_retry.describe(blockers)}{left}")
+        if failed is None:
+            err = MigrationFailed(f"the {direction} to {target!r} could not take a lock before its first revision: {said}")
+        else:
+            at = self._where(exc)
+            where = f" ({Path(at[0]).name}:{at[1]})" if at else f" ({self.file_of(failed).name})"
+            err = MigrationFailed(f"revision {failed}{where} failed during {direction}: {said}", revision=failed)
+            err.file, err.lineno = (at[0], at[1]) if at else (str(self.file_of(failed)), None)
+        err.attempts = [a.as_dict() for a in self.attempts]
+        err.blockers = [b.as_dict() for b in blockers]
+        return err
 
     @staticmethod
     def _step_revision(step) -> str | None:
@@ -528,6 +683,18 @@ class Project:
             steps = steps[1:]
         self._timings = list(revisions)
         return revisions
+
+
+_RELATIVE_TARGET = re.compile(r"(^|@)[+-]\d+$")
+
+
+def _keep(capture: list | None, entries: list[dict], failed: str | None) -> None:
+    """Hand an attempt's statements to the caller's capture, a cancelled revision's left out
+    (rolled back; its next attempt runs them again)."""
+    if capture is None:
+        return
+    capture.extend({k: v for k, v in e.items() if k in ("revision", "sql", "bookkeeping")}
+                   for e in entries if failed is None or e.get("revision") != failed)
 
 
 def _durable(url: URL) -> None:

@@ -120,7 +120,7 @@ class Runbook:
 
     @classmethod
     def start(cls, *, runbook: str, environment: str, project: str, target: str, steps: str, backup_dir: str,
-              operator: str, run_id: str, lock_timeout: str = "10s", lock_wait_seconds: float = 30.0,
+              operator: str, run_id: str, lock_timeout: str = "2s", lock_wait_seconds: float = 30.0,
               reports_dir: str = "reports", acknowledge: str = "", override_gates: str = "",
               long_transaction_seconds: float = 300.0, **options) -> "Runbook":
         from pathlib import Path
@@ -133,6 +133,11 @@ class Runbook:
         kw = {"project_path": project or None, "environment": environment, "backup_dir": Path(backup_dir),
               "lock_timeout": lock_timeout, "lock_wait_s": float(lock_wait_seconds),
               "long_transaction_s": float(long_transaction_seconds)}
+        for name, check in (("lock_retries", lambda v: params.check_number(name, int(v))),
+                            ("lock_retry_budget", lambda v: database.check_duration(name, v)),
+                            ("statement_timeout", lambda v: database.check_duration(name, v))):
+            if name in options:  # the lock-retry settings (swrun/lock_retry.py)
+                kw[name] = check(options.pop(name))
         if operator:
             kw["operator"] = operator
         if run_id:
@@ -265,7 +270,7 @@ def rehearsal_overridden(rb: Runbook) -> bool:
 
 def _failure_data(exc: SwrunError) -> dict:
     data = {"error_type": type(exc).__name__, "exit_code": exc.exit_code}
-    for attr in ("revision", "current", "file", "lineno"):
+    for attr in ("revision", "current", "file", "lineno", "attempts", "blockers"):
         value = getattr(exc, attr, None)
         if value:
             data[attr] = list(value) if isinstance(value, tuple) else value

@@ -190,10 +190,10 @@ _PATTERNS = {
 }
 _CHOICES = {"backup_mode": ("custom", "custom-fast", "directory-fast"), "rehearse_on": ("embedded", "target"),
             "scratch": ("embedded", "target"), "period": ("day", "week", "month")}
-_DURATIONS = ("lock_timeout", "statement_timeout")
+_DURATIONS = ("lock_timeout", "statement_timeout", "lock_retry_budget")
 # (low, high) for numbers; a float must also be finite
 _RANGES = {"lock_wait_seconds": (0, 86400), "long_transaction_seconds": (0, 30 * 86400), "watch_seconds": (0, 86400),
-           "steps_back": (0, 100000)}
+           "steps_back": (0, 100000), "lock_retries": (0, 1000)}
 NUMBER_RANGE = (-1e9, 1e9)
 
 

@@ -69,7 +69,9 @@ class SharedConnection(Connection):
 class Options:
     """What swrun adds to one env.py run."""
 
-    lock_timeout: str | None = None
+    lock_timeout: str | None = None  # per attempt: swrun.lock_retry retries a revision PostgreSQL cancels for it
+    statement_timeout: str | None = None  # bounds each statement of the revisions (None / "0": no bound)
+    on_connection: Callable[[int], None] | None = None  # told env.py's backend pid once it is checked (the lock watcher)
     on_revision: Callable | None = None
     capture: list | None = None
     current_revision: Callable[[], str | None] = lambda: None
@@ -213,14 +215,19 @@ def _check_offline(project: "Project", url, dialect_name, intended: URL, seen: S
     seen.checked = True
 
 
-def _session_settings(connection: Connection, lock_timeout: str | None, more: dict | None = None) -> None:
+def _session_settings(connection: Connection, lock_timeout: str | None, more: dict | None = None,
+                      statement_timeout: str | None = None) -> None:
     """Bound values only: a parameter can never become SQL (``SET x = '...'`` would). ``more``:
-    settings any driver takes this way (asyncpg has no libpq ``options``), ``role`` as SET ROLE."""
+    settings any driver takes this way (asyncpg has no libpq ``options``), ``role`` as SET ROLE.
+    ``statement_timeout`` after ``more``: the run's own bound wins over the target role's setting."""
     from .database import check_duration
 
     opened_here = not connection.in_transaction()
     for name, value in (more or {}).items():
         connection.execute(text("select set_config(:n, :v, false)"), {"n": name, "v": str(value)})
+    if statement_timeout and statement_timeout.strip() != "0":
+        connection.execute(text("select set_config('statement_timeout', :v, false)"),
+                           {"v": check_duration("statement_timeout", statement_timeout)})
     if not lock_timeout:
         if opened_here:
             connection.commit()
@@ -240,11 +247,16 @@ def _session_settings(connection: Connection, lock_timeout: str | None, more: di
 
 
 class _Capture:
-    """Statements executed on the migrating connection, per revision, parameters not inlined."""
+    """Statements executed on the migrating connection, per revision, parameters not inlined.
+
+    Each entry also says whether it ran in autocommit (Alembic's ``autocommit_block``: it commits
+    by itself) and, once it returned, ``done``: after a lock timeout, swrun.lock_retry reads from
+    them what the attempt committed and which statement PostgreSQL cancelled."""
 
     def __init__(self, sink: list, current_revision: Callable[[], str | None], version_table: str):
         self.sink, self.current_revision, self.version_table = sink, current_revision, version_table
         self.paused = False
+        self._last: dict | None = None
 
     def __call__(self, conn, cursor, statement, parameters, context, executemany):
         if self.paused:
@@ -253,7 +265,15 @@ class _Capture:
         entry = {"revision": revision, "sql": statement}
         if revision is None or self.version_table in statement:
             entry["bookkeeping"] = True  # Alembic's version table (or its look before the first revision)
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            entry["autocommit"] = True
+        self._last = entry
         self.sink.append(entry)
+
+    def after(self, conn, cursor, statement, parameters, context, executemany):
+        if self._last is not None and not self.paused:
+            self._last["done"] = True
+            self._last = None
 
 
 def _swrun_environment(project: "Project", cfg, intended: URL, options: Options, anchor: _Anchor | None,
@@ -278,13 +298,17 @@ def _swrun_environment(project: "Project", cfg, intended: URL, options: Options,
         seen.version_table = opts.get("version_table") or "alembic_version"
         seen.version_table_schema = opts.get("version_table_schema")
         opts.setdefault("transaction_per_migration", True)
-        if connection is not None and (options.lock_timeout or options.session):
-            _session_settings(connection, options.lock_timeout, options.session)
+        if connection is not None and (options.lock_timeout or options.session or options.statement_timeout):
+            _session_settings(connection, options.lock_timeout, options.session, options.statement_timeout)
+        if connection is not None and options.on_connection is not None and seen.pid is not None:
+            options.on_connection(seen.pid)
         capture = None
         if connection is not None and options.capture is not None:
             capture = _Capture(options.capture, options.current_revision, seen.version_table)
             event.listen(connection, "before_cursor_execute", capture)
-            seen.listeners.append((connection, capture))
+            event.listen(connection, "after_cursor_execute", capture.after)
+            seen.listeners.append((connection, "before_cursor_execute", capture))
+            seen.listeners.append((connection, "after_cursor_execute", capture.after))
         if options.on_revision is not None:
             # Alembic calls these after each revision's SQL, inside its transaction, before the commit
             given = opts.get("on_version_apply") or ()
@@ -392,9 +416,9 @@ def run_env(project: "Project", url: URL, fn: Callable, *, as_sql: bool = False,
         else:
             body()
     finally:
-        for connection, listener in seen.listeners:
+        for connection, name, listener in seen.listeners:
             with contextlib.suppress(Exception):
-                event.remove(connection, "before_cursor_execute", listener)
+                event.remove(connection, name, listener)
         if anchor is not None:
             anchor.close()
     return seen

@@ -177,7 +177,8 @@ def plan(ctx: RunContext, *, to: str = "", steps: int = 0) -> StepResult:
 
 
 def run(ctx: RunContext, target: str, expected_current: list[str] | None = None) -> StepResult:
-    """The downgrade to ``target`` under swrun's lock; the ledger marks the undone revisions."""
+    """The downgrade to ``target`` under swrun's lock; the ledger marks the undone revisions. Its lock
+    waits are short and retried as the deploy's are (``lock_retries``, ``lock_retry_budget``: swrun/lock_retry.py)."""
     if expected_current is not None:
         now = list(ctx.project.current(ctx.url))
         if set(now) != set(expected_current):
@@ -187,7 +188,8 @@ def run(ctx: RunContext, target: str, expected_current: list[str] | None = None)
     result.step = "rollback"
     if result.data["applied"]:
         moved = f"{', '.join(result.data['before']) or '<base>'} -> {', '.join(result.data['after']) or '<base>'}"
-        result.summary = f"rolled back {len(result.data['applied'])} revision(s) in {result.seconds:.2f}s: {moved}"
+        result.summary = (f"rolled back {len(result.data['applied'])} revision(s) in {result.seconds:.2f}s: {moved}"
+                          + upgrade.attempts_summary(result.data["applied"]).replace(" applied after ", " undone after "))
     result.tables["undone"] = result.tables.pop("applied")
     return result
 

@@ -15,6 +15,10 @@ check that the database is at the revision the script starts from, then one tran
 per revision, except the statements Alembic runs in an autocommit block (an enum's
 ``ADD VALUE``), which PostgreSQL must run outside a transaction block: they stand between
 the revision's transactions. Its sha256 goes into the step's data, so the record keeps it.
+With ``lock_retries`` (the run's, 10 by default) each revision's transaction holds one ``DO``
+block that runs its statements and, when PostgreSQL cancels one for ``lock_timeout``, rolls the
+block back (its locks go with it), pauses as swrun's own retry does and tries again: the retry
+loop of swrun/lock_retry.py for a DBA's psql (docs/lock-retries.md).
 A range with a revision that has no offline SQL has no complete script: the file is still
 written for review, but it says so at the top and stops there with an error (psql exits 3)
 before anything runs; apply that range with ``swrun upgrade`` (or plain ``alembic upgrade``).
@@ -74,7 +78,8 @@ def run(ctx: RunContext, target: str = "head", current: tuple[str, ...] | None =
         written = None
         if sql_file is not None:
             script = psql_script(revisions, tuple(current), target, lock_timeout=ctx.lock_timeout or "0",
-                                 statement_timeout=statement_timeout, header=header, missing=missing)
+                                 statement_timeout=statement_timeout, header=header, missing=missing,
+                                 lock_retries=int(getattr(ctx, "lock_retries", 0) or 0) if ctx.lock_timeout else 0)
             written = write_sql_file(Path(sql_file), records.redact(script, secrets)[0])
             written["complete"] = not missing
     result = StepResult("preview", data={"file": str(path), "revisions": [r["revision"] for r in rows],
@@ -127,11 +132,59 @@ def _literal(text) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
+def retry_block(revision: str, sql: str, *, retries: int, backoff_s: float, backoff_max_s: float, budget_s: float) -> str:
+    """One revision's transaction part as a DO block that retries it on a lock timeout.
+
+    The statements run by EXECUTE inside a block with an EXCEPTION clause, which PostgreSQL runs as
+    a subtransaction: a lock timeout rolls back everything the block did and releases its locks,
+    the pause (equal jitter, as swrun.lock_retry) lets the application's queue drain, and the loop
+    tries again. Any other error, or the retries or the budget used up, re-raises: psql stops."""
+    texts = [st.text for st in sqltext.statements(sql)]
+    tag, n = "swrun_sql", 0
+    while any(f"${tag}$" in t for t in texts):
+        n += 1
+        tag = f"swrun_sql{n}"
+    body = "\n".join(f"      EXECUTE ${tag}$\n{t}\n${tag}$;" for t in texts)
+    return "\n".join([
+        f"-- retried on a lock timeout: up to {retries} more attempt(s), a pause of {backoff_s:g}s doubling up to {backoff_max_s:g}s "
+        f"(jittered) between them, {budget_s:g}s at most",
+        "DO $swrun$",
+        "DECLARE",
+        "  attempt int := 1;",
+        "  pause float8;",
+        "  started timestamptz := clock_timestamp();",
+        "BEGIN",
+        "  LOOP",
+        "    BEGIN",
+        body,
+        "      EXIT;",
+        "    EXCEPTION WHEN lock_not_available THEN",
+        f"      IF attempt > {int(retries)} THEN RAISE; END IF;",
+        f"      pause := least({backoff_max_s:g}, {backoff_s:g} * 2 ^ (attempt - 1));",
+        "      pause := pause / 2 + random() * pause / 2;",
+        f"      IF extract(epoch FROM clock_timestamp() - started) + pause > {budget_s:g} THEN RAISE; END IF;",
+        f"      RAISE NOTICE 'swrun: % cancelled for a lock timeout on attempt %, next in % s', {_literal(revision)}, attempt, "
+        "round(pause::numeric, 2);",
+        "      PERFORM pg_sleep(pause);",
+        "      attempt := attempt + 1;",
+        "    END;",
+        "  END LOOP;",
+        "END",
+        "$swrun$;"])
+
+
 def psql_script(revisions, current: tuple[str, ...], target: str, *, lock_timeout: str, statement_timeout: str,
-                header: str = "", missing: list[dict] | None = None) -> str:
+                header: str = "", missing: list[dict] | None = None, lock_retries: int = 0,
+                backoff_s: float | None = None, backoff_max_s: float | None = None, budget_s: float | None = None) -> str:
     """The pending range as a psql script: settings, a start check, one transaction per revision.
 
-    ``missing``: revisions with no offline SQL; the script then refuses to run (see the module)."""
+    ``missing``: revisions with no offline SQL; the script then refuses to run (see the module).
+    ``lock_retries``: each revision's transaction retries a lock timeout this often (:func:`retry_block`)."""
+    from .. import lock_retry
+
+    backoff_s = lock_retry.DEFAULT_BACKOFF_S if backoff_s is None else backoff_s
+    backoff_max_s = lock_retry.DEFAULT_BACKOFF_MAX_S if backoff_max_s is None else backoff_max_s
+    budget_s = lock_retry.seconds(lock_retry.DEFAULT_BUDGET) if budget_s is None else budget_s
     start = current[0] if current else ""
     found = sqltext.version_table([r.sql for r in revisions if r.sql])
     version_table = found.sql if found else "alembic_version"
@@ -175,7 +228,10 @@ def psql_script(revisions, current: tuple[str, ...], target: str, *, lock_timeou
             out += [f"-- NO OFFLINE SQL: {_one_line(rev.offline_error)} ({rev.where})", ""]
             continue
         for in_tx, text in blocks(rev.sql):
-            if in_tx:
+            if in_tx and lock_retries > 0:
+                out += ["BEGIN;", "", retry_block(rev.revision, text, retries=lock_retries, backoff_s=backoff_s,
+                                                  backoff_max_s=backoff_max_s, budget_s=budget_s), "", "COMMIT;", ""]
+            elif in_tx:
                 out += ["BEGIN;", "", text, "", "COMMIT;", ""]
             else:
                 out += ["-- outside a transaction block: PostgreSQL does not run this inside one", "", text, ""]
