@@ -119,12 +119,15 @@ def _not_own_schema(name, type_, parent_names) -> bool:
 
 
 def _describe(diff) -> str:
+    """One line for a compare_metadata difference: ``remove_column pickups.notes``."""
     if isinstance(diff, list):  # modify_* come grouped per column
         return "; ".join(_describe(d) for d in diff)
     kind = diff[0]
-    obj = diff[1] if len(diff) > 1 else None
-    if kind.startswith("modify_"):
+    if kind.startswith("modify_") and len(diff) >= 7:
         return f"{kind} {diff[2]}.{diff[3]}: {diff[-2]!r} -> {diff[-1]!r}"
+    if len(diff) >= 4 and isinstance(diff[2], str):  # (kind, schema, table, column)
+        return f"{kind} {diff[2]}.{getattr(diff[3], 'name', diff[3])}"
+    obj = diff[1] if len(diff) > 1 else None
     name = getattr(obj, "name", None) or str(obj)
     table = getattr(getattr(obj, "table", None), "name", None)
     return f"{kind} {table + '.' if table else ''}{name}"
