@@ -189,6 +189,7 @@ _PATTERNS = {
     "environments": (r"\s*[A-Za-z0-9_.-]+(\s*,\s*[A-Za-z0-9_.-]+)*\s*|\s*", "comma-separated environment names"),
 }
 _CHOICES = {"backup_mode": ("custom", "custom-fast", "directory-fast"), "rehearse_on": ("embedded", "target"),
+            "rehearse_copy": ("full", "touched", "auto"), "verify_restore": ("toc", "full"),
             "scratch": ("embedded", "target"), "period": ("day", "week", "month")}
 _DURATIONS = ("lock_timeout", "statement_timeout", "lock_retry_budget")
 # (low, high) for numbers; a float must also be finite

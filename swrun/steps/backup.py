@@ -3,6 +3,11 @@
 The guide: ALWAYS backup production database before migrating. The dump is written
 under a temporary name and renamed only once pg_restore can read it, so a failed
 backup leaves no file that looks like a good one.
+
+One pass over the bytes: for the single-file formats swrun reads pg_dump's stdout and writes
+each chunk to the file and into the sha256 at once (no second read of a file as large as the
+database). ``pg_restore --list`` then reads the table of contents, and the rehearsal's restore
+proves the data of the tables it restores; ``verify_restore="full"`` restores everything.
 """
 
 from __future__ import annotations
@@ -100,10 +105,15 @@ MODES = {
 }
 
 
+VERIFY_RESTORE = ("toc", "full")
+
+
 def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = None, extra_args: tuple[str, ...] = (),
-        mode: str = "custom", jobs: int | None = None) -> StepResult:
+        mode: str = "custom", jobs: int | None = None, verify_restore: str = "toc") -> StepResult:
     if mode not in MODES:
         raise BackupError(f"unknown backup mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
+    if verify_restore not in VERIFY_RESTORE:
+        raise BackupError(f"unknown verify_restore {verify_restore!r}", hint=f"choose one of {', '.join(VERIFY_RESTORE)}")
     directory = Path(directory or ctx.backup_dir)
     pg_dump = Path(pg_dump) if pg_dump else embedded.pg_tool("pg_dump")
     pg_restore = pg_dump.with_name("pg_restore")
@@ -133,11 +143,10 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
         fcntl.flock(fd, fcntl.LOCK_EX)  # held while this run writes it: sweep_partials leaves it alone
         args, env = libpq_args(ctx.url)
         try:
-            dump = subprocess.run([str(pg_dump), *MODES[mode], *parallel, *extra_args, "-f", str(partial), *args,
-                                   "-d", ctx.url.database or ""], capture_output=True, text=True, env=env,
-                                  preexec_fn=die_with_parent)
-            if dump.returncode != 0:
-                raise BackupError(f"pg_dump failed: {_last_line(scrub(dump.stderr, ctx.url))}")
+            argv = [str(pg_dump), *MODES[mode], *parallel, *extra_args, *args, "-d", ctx.url.database or ""]
+            returncode, stderr, streamed = run_pg_dump(argv, env, partial, fd if not is_dir else None)
+            if returncode != 0:
+                raise BackupError(f"pg_dump failed: {_last_line(scrub(stderr, ctx.url))}")
             _fsync_tree(partial)  # on disk before it takes its final name
             listing = subprocess.run([str(pg_restore), "--list", str(partial)], capture_output=True, text=True,
                                      preexec_fn=die_with_parent)
@@ -157,22 +166,96 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
             else:
                 partial.unlink(missing_ok=True)
             os.close(fd)
-        digest, file_size = _digest(final)
-    data = {
-        "file": str(final.resolve()),
-        "mode": mode,
-        "sha256": digest,
-        "bytes": file_size,
-        "database_bytes": int(size),
-        "toc_entries": entries,
-        "pg_dump_version": dump_major,
-        "server_version": server_major,
-        "verified": True,
-    }
+        # a directory dump is written by pg_dump's own workers, file by file: hashed after, from the page cache
+        digest, file_size = streamed if streamed else _digest(final)
+        data = {
+            "file": str(final.resolve()),
+            "mode": mode,
+            "sha256": digest,
+            "bytes": file_size,
+            "database_bytes": int(size),
+            "toc_entries": entries,
+            "pg_dump_version": dump_major,
+            "server_version": server_major,
+            "verified": True,
+            "verified_by": "pg_restore --list (the table of contents); the rehearsal's restore proves the rows it restores",
+            "sha256_pass": "while pg_dump wrote" if streamed else "after pg_dump wrote (directory format)",
+        }
+        if verify_restore == "full":
+            data["restored"] = restore_everything(ctx, final)
+            data["verified_by"] = "pg_restore of the whole backup into a scratch database, and pg_restore --list"
     result = StepResult("backup", data=data, seconds=t.seconds)
-    result.summary = f"{final.name}: {file_size:,} bytes, {entries} entries, sha256 {digest[:12]}..., verified with pg_restore --list"
+    how = (f"restored whole into a scratch database ({data['restored']['tables']} tables, {data['restored']['rows']:,} rows)"
+           if verify_restore == "full" else "verified with pg_restore --list")
+    result.summary = f"{final.name}: {file_size:,} bytes, {entries} entries, sha256 {digest[:12]}..., {how}"
     result.tables["backup"] = pd.DataFrame([{k: data[k] for k in ("file", "bytes", "toc_entries", "sha256")}])
     return result
+
+
+CHUNK = 1 << 20
+
+
+def run_pg_dump(argv: list[str], env: dict, partial: Path, fd: int | None) -> tuple[int, str, tuple[str, int] | None]:
+    """Run pg_dump; the one place it is started. With ``fd`` (a single-file format), pg_dump writes
+    to stdout and each chunk goes to ``fd`` and into the sha256 in the same pass: returns
+    (exit code, stderr, (sha256, bytes)). Without, pg_dump writes ``partial`` itself (-Fd):
+    (exit code, stderr, None)."""
+    import threading
+
+    if fd is None:
+        proc = subprocess.run([*argv, "-f", str(partial)], capture_output=True, text=True, env=env, preexec_fn=die_with_parent)
+        return proc.returncode, proc.stderr, None
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=die_with_parent)
+    errors: list[bytes] = []
+    drain = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)  # never a full stderr pipe
+    drain.start()
+    digest, total = hashlib.sha256(), 0
+    try:
+        read = proc.stdout.read1 if hasattr(proc.stdout, "read1") else proc.stdout.read
+        while chunk := read(CHUNK):
+            view = memoryview(chunk)
+            while view:  # a short write (a signal, a nearly full disk) writes the rest
+                view = view[os.write(fd, view):]
+            digest.update(chunk)
+            total += len(chunk)
+    except OSError as exc:  # the disk filled up: pg_dump gets EPIPE, the error says why
+        proc.kill()
+        proc.wait()
+        drain.join()
+        raise BackupError(f"cannot write the dump {partial.name}: {exc.strerror or exc}") from None
+    finally:
+        proc.stdout.close()
+    code = proc.wait()
+    drain.join()
+    return code, (errors[0] if errors else b"").decode(errors="replace"), (digest.hexdigest(), total)
+
+
+def restore_everything(ctx: RunContext, dump: Path) -> dict:
+    """``--verify-restore full``: the whole dump restored into a scratch database on the embedded
+    server (as the rehearsal makes one, dropped after), its tables and rows counted."""
+    from .. import schema
+    from ..database import make_engine
+    from .rehearse import RehearsalError, _Scratch, restore, scratch_name
+
+    scratch = _Scratch(ctx, "embedded", scratch_name(ctx.run_id))
+    try:
+        scratch.create()
+        try:
+            restore(dump, scratch.url)
+        except RehearsalError as exc:
+            raise BackupError(exc.line().replace("scratch database", "scratch database (--verify-restore full)")) from None
+        engine = make_engine(scratch.url)
+        try:
+            with connect(engine) as conn:
+                counts = schema.row_counts(conn)
+        finally:
+            engine.dispose()
+        return {"database": scratch.name, "tables": len(counts), "rows": sum(counts.values())}
+    finally:
+        try:
+            scratch.drop()
+        finally:
+            scratch.close()
 
 
 def file_label(database: str | None) -> str:

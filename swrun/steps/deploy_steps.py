@@ -40,7 +40,9 @@ def _guards(rb: Runbook) -> StepResult:
 
 @register("backup")
 def _backup(rb: Runbook) -> StepResult:
-    return backup.run(rb.ctx, mode=rb.options.get("backup_mode", "custom"))
+    # --verify-restore full: the rehearsal's full copy restores everything; without a rehearsal, the backup step does
+    full = rb.options.get("verify_restore") == "full" and "rehearse" not in rb.steps
+    return backup.run(rb.ctx, mode=rb.options.get("backup_mode", "custom"), verify_restore="full" if full else "toc")
 
 
 @register("rehearse")
@@ -54,6 +56,7 @@ def _rehearse(rb: Runbook) -> StepResult:
     checked = rb.result("preflight")
     return rehearse.run(rb.ctx, backup_file=dump.data["file"], target=rb.target, start=start,
                         on=rb.options.get("rehearse_on", "embedded"), database_bytes=dump.data.get("database_bytes"),
+                        copy=rb.options.get("rehearse_copy", "auto"), verify_restore=rb.options.get("verify_restore", "toc"),
                         activity_now=checked.data.get("activity") if checked is not None and checked.data else None)
 
 

@@ -42,7 +42,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from .. import embedded, schema
+from .. import embedded, rehearsal_copy, schema
 from ..config import RunContext
 from ..database import connect, identity, make_engine, normalize_url, scrub
 from ..errors import MigrationFailed, StateError, SwrunError, UsageError
@@ -204,24 +204,119 @@ def _drop_database(conn, name: str) -> bool:
     return conn.execute(sa.text("select count(*) from pg_database where datname = :n"), {"n": name}).scalar() == 0
 
 
-def restore(dump: Path, url: URL, jobs: int = 4, *, owners: bool = False) -> None:
+def restore(dump: Path, url: URL, jobs: int | None = None, *, owners: bool = False, listing: Path | None = None) -> None:
     """pg_restore a dump into an empty database: no tablespaces or subscriptions (a scratch copy
     must not start replicating), and no owners or grants (it must not need the production roles)
-    unless ``owners``: then with them, for a rehearsal as the target's role on a server that has its roles."""
-    args, env = libpq_args(url)
-    parallel = ["-j", str(jobs)] if dump.is_dir() else []
-    keep = [] if owners else ["--no-owner", "--no-privileges"]
-    cmd = [str(embedded.pg_tool("pg_restore")), *keep, "--no-tablespaces", "--no-subscriptions",
-           "--no-publications", "--no-security-labels", "--exit-on-error", *parallel, *args, "-d", url.database or "", str(dump)]
-    from ..kernel import die_with_parent  # pg_restore dies with the kernel, never left filling the scratch copy
+    unless ``owners``: then with them, for a rehearsal as the target's role on a server that has its roles.
+    Parallel (``-j``) for a directory dump and a custom-format file alike; ``listing``: only the
+    entries of that ``pg_restore -L`` file (the targeted copy)."""
+    import os
 
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=die_with_parent)
+    args, env = libpq_args(url)
+    jobs = jobs or max(1, min(4, os.cpu_count() or 1))
+    keep = [] if owners else ["--no-owner", "--no-privileges"]
+    proc = rehearsal_copy.pg_restore(dump, url, [*keep, "--no-tablespaces", "--no-subscriptions", "--no-publications",
+                                                 "--no-security-labels", "--exit-on-error", *args],
+                                     jobs=jobs, listing=listing, env=env)
     if proc.returncode != 0:
         lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
         first = next((line for line in lines if "error:" in line), lines[0] if lines else f"exit {proc.returncode}")
         said = " ".join(first.split("error:", 1)[-1].split())
         raise RehearsalError(f"the backup {dump.name} does not restore into the scratch database: {scrub(said, url)}",
                              hint="a backup that does not restore here would not restore in an emergency either")
+
+
+def _restore_as(dump: Path, scratch: "_Scratch", rights: dict, listing: Path | None = None) -> None:
+    """Restore into the scratch database, with the target's owners and grants where the copy runs as its role
+    (falling back to none when a role the dump names is not on this server)."""
+    if not rights["as_role"]:
+        restore(dump, scratch.url, listing=listing)
+        return
+    try:
+        restore(dump, scratch.url, owners=True, listing=listing)
+    except RehearsalError as exc:  # a role the dump names is not on this server
+        scratch.recreate()
+        restore(dump, scratch.url, listing=listing)
+        rights["as_role"] = None
+        rights["note"] = f"not as {rights['role']}: with its owners and grants {exc.line().split(': ', 1)[-1]}"
+
+
+def _quoted(table: str) -> str:
+    from ..sql import quote_ident
+
+    return ".".join(quote_ident(part) for part in table.split(".", 1))
+
+
+def _plan_copy(ctx: RunContext, project, dump: Path, scratch: "_Scratch", rights: dict, target: str, asked: str,
+               scratch_files: list[Path]) -> tuple[rehearsal_copy.Plan, Path | None]:
+    """Which tables the copy needs rows of: the pending upgrade run on a schema-only restore of the
+    dump, its locks read inside each revision's transaction and its executed SQL parsed; then the
+    foreign-key closure (see rehearsal_copy). Leaves the scratch database empty again."""
+    import tempfile
+
+    with connect(ctx.engine) as conn:  # what each table's rows cost: read on the target (the copy has none yet)
+        sizes = rehearsal_copy.sizes(conn)
+    known = set(sizes)
+    version = getattr(project, "_version_table", None) or ("alembic_version", None)
+    always = {t for t in known if t.split(".", 1)[1] in {*rehearsal_copy.ALWAYS, version[0]}
+              or t.split(".", 1)[0] in rehearsal_copy.OWN_SCHEMAS}
+    lines = rehearsal_copy.toc(dump)
+
+    def list_file(keep: set[str]) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f"swrun-{ctx.run_id}-", suffix=".list")
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(rehearsal_copy.listing(lines, keep, known))
+        scratch_files.append(Path(name))
+        return Path(name)
+
+    _restore_as(dump, scratch, rights, list_file(always))
+    engine = make_engine(scratch.url)
+    captured: list[dict] = []
+    try:
+        with connect(engine) as raw:
+            observer = raw.execution_options(isolation_level="AUTOCOMMIT")
+            copy_tables, edges = rehearsal_copy.catalog(observer)
+            done = _apply(project, scratch.url, target, "upgrade", observer, ctx.lock_timeout, captured, _session_of(rights))
+    finally:
+        engine.dispose()
+    unreadable = None
+    if done.error:
+        unreadable = f"the upgrade failed on the schema-only copy, so its locks were not read ({done.error})"
+    ran = [a["revision"] for a in done.applied]
+    missing = [rev for rev in ran if rev not in done.locks]
+    if not unreadable and missing:
+        unreadable = f"the locks of {len(missing)} revision(s) could not be read ({', '.join(missing[:3])})"
+    touched: dict[str, str] = {}
+    for rev in ran:
+        for rel, mode in done.locks.get(rev, {}).items():
+            name = rehearsal_copy.qualified(rel)
+            touched[name] = strongest([touched.get(name, mode), mode])
+    named, written, unparsed = rehearsal_copy.named_in(
+        [str(c.get("sql") or "") for c in captured if not c.get("bookkeeping")], known)
+    if not unreadable and unparsed:
+        unreadable = f"{len(unparsed)} executed statement(s) swrun cannot parse, whose tables are unknown: {unparsed[0][:80]!r}"
+    for name in named:  # what an autocommit block ran outside the transaction the locks are read in
+        touched.setdefault(name, "named in its SQL")
+    plan = rehearsal_copy.decide(asked, touched=dict(sorted(touched.items())), written=written, unreadable=unreadable,
+                                 known=known & copy_tables, edges=edges, table_sizes=sizes)
+    scratch.recreate()
+    return plan, (list_file(set(plan.tables)) if plan.copy == "touched" else None)
+
+
+def _copy_rows(plan: rehearsal_copy.Plan, counts: dict[str, int]) -> list[dict]:
+    """The copy's tables with their rows: what it holds, and why each table has rows."""
+    rows = []
+    for table, n in sorted(counts.items()):
+        if plan.copy == "touched" and table not in plan.tables:
+            why = "schema only: no pending revision touches it"
+        elif table in plan.touched:
+            why = "touched"
+        elif table in plan.added:
+            why = plan.added[table]
+        else:
+            why = "full copy"
+        rows.append({"table": table, "rows": n, "lock": plan.touched.get(table, "-"), "why": why})
+    return rows
 
 
 class _Pass:
@@ -396,7 +491,7 @@ def _without_version_table(snap: dict, name: str = "alembic_version") -> dict:
 
 def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start: tuple[str, ...] | None = None,
         on: str = "embedded", database_bytes: int | None = None, activity_now: dict | None = None,
-        home: str | None = None) -> StepResult:
+        home: str | None = None, copy: str = "auto", verify_restore: str = "toc") -> StepResult:
     project = ctx.project
     result = StepResult("rehearse")
     stages: list[dict] = []
@@ -438,6 +533,8 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
         created = False
         observer_engine = None
         copy_ctx = None
+        listing = None
+        scratch_files: list[Path] = []  # the targeted copy's pg_restore -L files, removed at the end
         at = "room"  # the stage in flight, named if it fails
         try:
             scratch.room(database_bytes)
@@ -454,24 +551,35 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
             at = "restore"
             rights = _target_rights(ctx, scratch)
             result.data["rights"] = {k: v for k, v in rights.items() if k != "options"}
+            asked = "full" if verify_restore == "full" else copy
+            if asked not in rehearsal_copy.COPIES:
+                raise UsageError(f"unknown rehearse_copy {copy!r}", hint=f"choose one of {', '.join(rehearsal_copy.COPIES)}")
+            if asked == "full":
+                plan = rehearsal_copy.Plan("full", "full copy: asked (--verify-restore full)" if verify_restore == "full"
+                                           else "full copy: asked (--rehearse-copy full)")
+            else:
+                at = "touched tables"
+                with Timer() as reading:
+                    plan, listing = _plan_copy(ctx, project, dump, scratch, rights, target, asked, scratch_files)
+                stage("touched tables", True, f"{plan.reason} (the upgrade run on a schema-only copy in {reading.seconds:.2f}s)")
+                at = "restore"
+            result.data["copy"] = plan.as_dict()
             with Timer() as restoring:
-                if rights["as_role"]:
-                    try:
-                        restore(dump, scratch.url, owners=True)
-                    except RehearsalError as exc:  # a role the dump names is not on this server
-                        scratch.recreate()
-                        restore(dump, scratch.url)
-                        rights["as_role"] = None
-                        rights["note"] = f"not as {rights['role']}: with its owners and grants {exc.line().split(': ', 1)[-1]}"
-                else:
-                    restore(dump, scratch.url)
+                _restore_as(dump, scratch, rights, listing if plan.copy == "touched" else None)
                 observer_engine = make_engine(scratch.url)
                 with connect(observer_engine) as conn:
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                    conn.exec_driver_sql("analyze")  # the plans a migration's queries get, as in production
+                    # the plans a migration's queries get, as in production: for the tables they touch (the
+                    # others' statistics change no plan a migration runs); everything when that is unknown
+                    analyzed = [t for t in plan.touched if t in set(plan.tables)] if plan.tables else []
+                    conn.exec_driver_sql("analyze " + ", ".join(_quoted(t) for t in analyzed) if analyzed else "analyze")
                     size = int(conn.exec_driver_sql("select pg_database_size(current_database())").scalar())
-            stage("restore", True, f"{dump.name} into {scratch.name} on {scratch.where}: {size / 2**20:.1f} MiB in "
-                                   f"{restoring.seconds:.2f}s (pg_restore, then ANALYZE)")
+            what = (f"the schema and the rows of {len(plan.tables)} table(s)" if plan.copy == "touched" else "everything")
+            stage("restore", True, f"{dump.name} into {scratch.name} on {scratch.where}: {what}, {size / 2**20:.1f} MiB in "
+                                   f"{restoring.seconds:.2f}s (pg_restore, then ANALYZE of "
+                                   + (f"{len(analyzed)} touched table(s))" if analyzed else "every table)"))
+            if asked == "full":
+                stage("copy", True, plan.reason)
             migrate_url, session = scratch.url, _session_of(rights)
             result.data["rights"] = {k: v for k, v in rights.items() if k != "options"}
             stage("target's rights", True, _describe_rights(rights))
@@ -493,6 +601,9 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
             at = "rehearsal"
             with connect(observer_engine) as conn:
                 before = {"snapshot": schema.snapshot(conn), "row_counts": schema.row_counts(conn)}
+            copy_rows = _copy_rows(plan, before["row_counts"])
+            result.data["copy"]["row_counts"] = {r["table"]: r["rows"] for r in copy_rows}
+            result.tables["copy"] = pd.DataFrame(copy_rows, columns=["table", "rows", "lock", "why"])
             start_rev = start[0] if start else "base"
             where_to = ", ".join(wanted) or "<base>"
             where_from = ", ".join(start) or "<base>"
@@ -550,6 +661,8 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
             failure = RehearsalError(f"rehearsal: {type(getattr(exc, 'orig', None) or exc).__name__}: {ctx.scrub(_first_line(exc))}")
             stage(at, False, failure.line())
         finally:
+            for leftover in scratch_files:
+                leftover.unlink(missing_ok=True)
             if copy_ctx is not None:
                 copy_ctx.close()
             if observer_engine is not None:
