@@ -276,7 +276,8 @@ def _plan_copy(ctx: RunContext, project, dump: Path, scratch: "_Scratch", rights
         with connect(engine) as raw:
             observer = raw.execution_options(isolation_level="AUTOCOMMIT")
             copy_tables, edges = rehearsal_copy.catalog(observer)
-            done = _apply(project, scratch.url, target, "upgrade", observer, ctx.lock_timeout, captured, _session_of(rights))
+            done = _apply(project, scratch.url, target, "upgrade", observer, ctx.lock_timeout, captured, _session_of(rights),
+                          retry_of=ctx)
     finally:
         engine.dispose()
     unreadable = None
@@ -332,7 +333,7 @@ class _Pass:
 
 
 def _apply(project, url: URL, target: str, direction: str, observer, lock_timeout: str,
-           capture: list | None = None, session: dict | None = None) -> _Pass:
+           capture: list | None = None, session: dict | None = None, retry_of: RunContext | None = None) -> _Pass:
     """One pass; ``observer`` None: no lock reading (the second upgrade's locks are the first's);
     ``capture``: gets every statement the migrations execute (see ``Project.apply``)."""
     done = _Pass(direction)
@@ -356,7 +357,10 @@ def _apply(project, url: URL, target: str, direction: str, observer, lock_timeou
 
     started = time.perf_counter()
     try:
+        from . import upgrade  # the deploy's lock-retry settings (lock_retries, lock_retry_budget, statement_timeout)
+
         applied = project.apply(url, target, direction=direction, lock_timeout=lock_timeout,
+                                retry=upgrade.retry_policy(retry_of), statement_timeout=upgrade.statement_timeout(retry_of),
                                 on_revision=on_revision if observer is not None else None,
                                 durable=False, capture=capture, session=session)  # a disposable copy
     except MigrationFailed as exc:
@@ -613,7 +617,8 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
                                                     ("downgrade", start_rev, "downgrade", "downgrade"),
                                                     ("upgrade_again", target, "upgrade", "upgrade again")) if pending else ():
                     done = passes[key] = _apply(project, migrate_url, goal, direction, observer if key != "upgrade_again" else None,
-                                                ctx.lock_timeout, captured if key == "upgrade" else None, session)
+                                                ctx.lock_timeout, captured if key == "upgrade" else None, session,
+                                                retry_of=ctx)
                     moved = f"{where_from} -> {where_to}" if direction == "upgrade" else f"{where_to} -> {where_from}"
                     if done.error and direction == "downgrade":
                         # the upgrade on real data passed; a downgrade that fails (common in real chains, whose
