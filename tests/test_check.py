@@ -17,6 +17,7 @@ from junitparser import Failure, JUnitXml
 
 from swrun.check import CODES, check
 from swrun.check import writers
+from swrun.errors import ProjectError, UsageError
 from swrun.guards import NEVER_DELETE, NEVER_MODIFY, NEVER_RENAME
 
 from conftest import DEMO_DIR, HEAD, run_cli
@@ -260,12 +261,13 @@ def test_json_and_exit_codes_of_a_check_that_cannot_run(many, tmp_path):
     assert {f["code"] for c in data["checks"] for f in c["findings"]} == {"SW101", "SW102", "SW103"}
     unknown = run_cli("check", "--project", many / "proj/alembic.ini", "--base", "no-such-branch", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown base ref 'no-such-branch'" in unknown.stderr
-    hostile = run_cli("check", "--project", many / "proj/alembic.ini", "--base=--upload-pack=x", cwd=tmp_path)
-    assert hostile.returncode == 2 and "invalid base ref" in hostile.stderr
+    with pytest.raises(UsageError, match="invalid base ref"):  # never reaches git as an option
+        check(many / "proj/alembic.ini", "--upload-pack=x", execute_chain=False)
     outside = tmp_path / "nogit"
     shutil.copytree(DEMO_DIR, outside, ignore=shutil.ignore_patterns("__pycache__"))
-    lost = run_cli("check", "--project", outside / "alembic.ini", cwd=tmp_path)
-    assert lost.returncode >= 2 and "not inside a git repository" in lost.stderr
+    with pytest.raises(ProjectError, match="not inside a git repository") as caught:
+        check(outside / "alembic.ini", execute_chain=False)
+    assert caught.value.exit_code >= 2
 
 
 def test_codes_are_documented():
@@ -307,12 +309,12 @@ def test_clean_change_exits_0_and_its_runbook_record_is_kept(repo, tmp_path):
     path, text = revision_file("f6f6f6f6f6f6", HEAD, "op.execute(\"update bins set fill_level = 0 where fill_level < 0\")",
                                "clamp_fill_level", "op.execute(\"select 1\")")
     repo.commit(tree, "a clean change", {path: text})
-    done = run_cli("check", "--project", tree / "proj/alembic.ini", "--base", "main", "--junit", tmp_path / "junit.xml",
-                   "--reports-dir", tmp_path / "reports", cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "✓ runbook" in done.stdout and "0 finding(s) fail the check" in done.stdout
+    report = check(tree / "proj/alembic.ini", "main", reports_dir=tmp_path / "reports")
+    assert report.exit_code == 0, writers.text(report)
+    assert not report.checks["runbook"].skipped and report.checks["runbook"].output[0].startswith("deploy runbook succeeded")
+    writers.write_junit(report, tmp_path / "junit.xml")
     records = list((tmp_path / "reports" / "ci").rglob("*_deploy_*.ipynb"))
-    assert len(records) == 1
+    assert len(records) == 1 and str(records[0]) == report.record
     import nbformat
 
     meta = nbformat.read(str(records[0]), as_version=4).metadata["swrun"]
