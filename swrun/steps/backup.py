@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.engine import URL
 
-from .. import embedded
+from .. import embedded, progress
 from ..config import RunContext
 from ..database import connect, scrub
 from ..errors import BackupError
@@ -144,7 +144,7 @@ def run(ctx: RunContext, directory: Path | None = None, pg_dump: Path | None = N
         args, env = libpq_args(ctx.url)
         try:
             argv = [str(pg_dump), *MODES[mode], *parallel, *extra_args, *args, "-d", ctx.url.database or ""]
-            returncode, stderr, streamed = run_pg_dump(argv, env, partial, fd if not is_dir else None)
+            returncode, stderr, streamed = progress.pg_dump(run_pg_dump, url=ctx.url, output=partial)(argv, env, partial, fd if not is_dir else None)
             if returncode != 0:
                 raise BackupError(f"pg_dump failed: {_last_line(scrub(stderr, ctx.url))}")
             _fsync_tree(partial)  # on disk before it takes its final name
@@ -207,7 +207,7 @@ def run_pg_dump(argv: list[str], env: dict, partial: Path, fd: int | None) -> tu
         return proc.returncode, proc.stderr, None
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=die_with_parent)
     errors: list[bytes] = []
-    drain = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)  # never a full stderr pipe
+    drain = threading.Thread(target=lambda: errors.append(progress.tool_stderr(proc.stderr)), daemon=True)  # never a full stderr pipe
     drain.start()
     digest, total = hashlib.sha256(), 0
     try:
