@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reports_parser(sub)
     _recovery_parsers(sub)
     _fleet_parser(sub)
+    _fleet_parser(sub)
     _check_parser(sub)
     return parser
 
@@ -223,6 +224,54 @@ def _fleet(args) -> int:
     return result.exit_code
 
 
+def _fleet_parser(sub) -> None:
+    p = sub.add_parser("fleet", help="one migration set across many databases: a canary, then waves, on Dask")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (("deploy", "deploy every target of FLEET.toml (the deploy runbook each, its own record)"),
+                       ("status", "each target's current revision and pending count (read-only, in parallel)")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("fleet_file", metavar="FLEET.toml")
+        a.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (default: a LocalCluster)")
+        a.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: up to 4)")
+        if name == "deploy":
+            a.add_argument("--resume", metavar="FLEET_RUN", help="skip the targets that succeeded in that fleet run "
+                                                                 "with the same migration set")
+            a.add_argument("--reports-dir", default="reports", help="where run records are kept (default: ./reports)")
+            a.add_argument("--backup-dir", default="backups", help="where each target's backup goes (default: ./backups)")
+            a.add_argument("--operator", help="who runs this deployment (default: user@host)")
+            a.add_argument("--cell-timeout", type=_seconds(0.001, 30 * 86400), default=3600, help="seconds one runbook cell may run")
+            a.add_argument("--kernel-timeout", type=_seconds(0.001, 3600), default=60, help="seconds to wait for a kernel to start")
+        else:
+            a.add_argument("--json", action="store_true")
+
+
+def _fleet(args) -> int:
+    from .fleet import spec as fleet_spec
+
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise UsageError(f"--workers must be between 1 and 256, got {args.workers}")
+    try:
+        spec = fleet_spec.load(args.fleet_file)
+    except fleet_spec.FleetFileError as exc:  # every problem, one line each, before anything starts
+        from .records import scrub_known
+
+        for line in exc.lines:
+            print(f"swrun: error: {scrub_known(line)}", file=sys.stderr)
+        return exc.exit_code
+    if args.action == "status":
+        from .fleet import status
+
+        rows = status.collect(spec, scheduler=args.scheduler, workers=args.workers)
+        print(json.dumps(rows, indent=2) if args.json else status.text(rows))
+        return 0 if all(r["error"] is None for r in rows) else 1
+    from .fleet import coordinator
+
+    result = coordinator.deploy(spec, scheduler=args.scheduler, workers=args.workers, resume=args.resume,
+                                reports_dir=Path(args.reports_dir), backup_dir=Path(args.backup_dir), operator=args.operator,
+                                cell_timeout=args.cell_timeout, kernel_timeout=args.kernel_timeout)
+    return result.exit_code
+
+
 def _reports_parser(sub) -> None:
     p = sub.add_parser("reports", help="the record store: list, show, export, verify, site")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -233,6 +282,7 @@ def _reports_parser(sub) -> None:
     a.add_argument("--since", help="started at or after (ISO date or time, UTC unless given)")
     a.add_argument("--until", help="started before (a bare date includes that day)")
     a.add_argument("--revision", help="touched this revision (before or after; a prefix is enough)")
+    a.add_argument("--fleet", metavar="FLEET_RUN", help="only the records of this fleet run (its targets' and its own)")
     a.add_argument("--fleet", metavar="FLEET_RUN", help="only the records of this fleet run (its targets' and its own)")
     a.add_argument("--json", action="store_true")
     a = actions.add_parser("show", help="one run's summary (RUN: a run id or a unique prefix)")
@@ -322,6 +372,8 @@ def _dispatch(args) -> int:
         return _reports(args)
     if args.verb in RECOVERY_VERBS:
         return _recovery(args)
+    if args.verb == "fleet":
+        return _fleet(args)
     if args.verb == "fleet":
         return _fleet(args)
     if args.verb == "check":

@@ -22,6 +22,7 @@ written (a full or read-only disk) is still indexed, its record marked missing.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import glob
 import json
 import logging
@@ -332,6 +333,44 @@ def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, p
             raise RunTerminated(exc.signum, f"{signal_name(exc.signum)} before the run started: nothing ran, no record was kept") from None
 
 
+# set by run_detached: receives the finished record in place of store.keep (same arguments)
+_detached_keeper: contextvars.ContextVar = contextvars.ContextVar("swrun_detached_keeper", default=None)
+# and the reports directory the runbook reads (the production gate's staging records), if not its own
+_detached_reads: contextvars.ContextVar = contextvars.ContextVar("swrun_detached_reads", default=None)
+
+
+@dataclass
+class DetachedRecord:
+    """A finished record handed back instead of written: its text and its ``metadata["swrun"]``."""
+
+    outcome: RunOutcome
+    text: str | None
+    meta: dict | None
+
+
+def run_detached(runbook: str, raw_parameters: dict[str, Any] | None = None, *, reads: str | None = None,
+                 **settings) -> DetachedRecord:
+    """Run a runbook as :func:`run_runbook` does, but hand the finished record back instead of
+    writing and indexing it: a fleet worker's run, whose coordinator is the record store's one
+    writer. The placeholder and step journal go to a private directory, removed after;
+    ``reads`` is the reports directory the runbook reads (staging records), when reachable."""
+    kept: dict = {}
+
+    def keep(record, meta, text, ctx, missing=None):
+        kept.update(text=text, meta=json.loads(json.dumps(meta, default=str)))
+        return []
+
+    scratch = tempfile.mkdtemp(prefix="swrun-detached-")
+    token, read_token = _detached_keeper.set(keep), _detached_reads.set(reads)
+    try:
+        outcome = run_runbook(runbook, raw_parameters, reports_dir=Path(scratch), progress=False, **settings)
+    finally:
+        _detached_keeper.reset(token)
+        _detached_reads.reset(read_token)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return DetachedRecord(outcome, kept.get("text"), kept.get("meta"))
+
+
 def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project: str | None, database_url: str | None,
                  environment: str, reports_dir: Path, backup_dir: Path, operator: str | None, cell_timeout: float,
                  kernel_timeout: float, progress: bool, run_id: str | None, signals: _Signals) -> RunOutcome:
@@ -378,7 +417,7 @@ def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project
                     cell.outputs, cell.execution_count = [], None
             supplied = {"environment": environment, "project": project or "", "backup_dir": str(backup_dir),
                         "operator": operator or default_operator(), "run_id": run_id, "database": ctx.redacted_url,
-                        "runbook": name, "reports_dir": str(reports_dir)}
+                        "runbook": name, "reports_dir": _detached_reads.get() or str(reports_dir)}
             parameters = {k: v for k, v in supplied.items() if k in declared}
             parameters.update(given)
             steps = parameters.get("steps", declared["steps"].default if "steps" in declared else None)
@@ -626,9 +665,9 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
         if reserve is not None:  # the index entry's room
             with contextlib.suppress(OSError):
                 reserve.unlink(missing_ok=True)
-    from . import store  # the index entry, then its copy in the run's database
+    from . import store  # the index entry, then its copy in the run's database (a detached run hands them back)
 
-    warnings = store.keep(record, nb.metadata[NAMESPACE], text, ctx, missing=missing)
+    warnings = (_detached_keeper.get() or store.keep)(record, nb.metadata[NAMESPACE], text, ctx, missing=missing)
     if missing:
         meta = nb.metadata[NAMESPACE]
         after = meta.get("revision_after")

@@ -126,6 +126,8 @@ def entry_body(meta: dict, record_rel: str, record_sha256: str, missing: str | N
     }
     if missing:
         body["record_missing"] = missing
+    if isinstance(meta.get("fleet"), dict):  # a fleet's target or the fleet's own record: {"run", "target", "wave"}
+        body["fleet"] = {k: meta["fleet"].get(k) for k in ("run", "target", "wave")}
     return body
 
 
@@ -428,10 +430,13 @@ def _started(entry: dict) -> dt.datetime | None:
 
 def filter_entries(entries: Iterable[dict], *, environment: str | None = None, runbook: str | None = None,
                    outcome: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-                   revision: str | None = None) -> list[dict]:
-    """Entries matching every given filter; ``revision`` matches a prefix of any revision before or after."""
+                   revision: str | None = None, fleet: str | None = None) -> list[dict]:
+    """Entries matching every given filter; ``revision`` matches a prefix of any revision before or after;
+    ``fleet``: the records of that fleet run (its targets' and its own)."""
     out = []
     for e in entries:
+        if fleet and not (isinstance(e.get("fleet"), dict) and e["fleet"].get("run") == fleet):
+            continue
         if environment and e.get("environment") != environment:
             continue
         if runbook and e.get("runbook") != runbook:

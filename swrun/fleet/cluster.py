@@ -1,7 +1,8 @@
 """Where the targets run: a Dask ``LocalCluster`` by default, an existing cluster by address.
 
-The LocalCluster uses processes with one thread each: a target's deploy runs Alembic's
-env.py, whose ``alembic.context`` is module-global, so two in one process must not overlap.
+The LocalCluster uses processes with one thread each (a deploy's kernel is a process of its
+own anyway; ``fleet status`` reads through env.py in the worker, whose ``alembic.context``
+is module-global, and serialises that per process), and mutual TLS.
 With ``--scheduler`` the cluster is someone else's: its security (TLS) comes from Dask's
 own configuration (``distributed.comm.tls.*``, see docs/fleet.md), as for any Dask client.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from typing import Iterator
 
 from ..errors import UsageError
@@ -40,8 +42,12 @@ def client(scheduler: str | None = None, workers: int | None = None) -> Iterator
             c.close()
         return
     n = workers or default_workers()
+    # the scheduler's HTTP endpoints (health, metrics) move to a free port when 8787 is taken; say nothing
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
+    # mutual TLS with a throwaway in-memory CA: the URLs travel encrypted even on loopback, and no
+    # other local user can connect to this scheduler (an open one runs any task it is sent)
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                           host="127.0.0.1", silence_logs=logging.ERROR)
+                           host="127.0.0.1", silence_logs=logging.ERROR, security=True)
     try:
         c = Client(cluster)
         try:

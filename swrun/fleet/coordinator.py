@@ -179,40 +179,41 @@ def deploy(spec: FleetSpec, *, scheduler: str | None = None, workers: int | None
     started = records.utc_now()
     t0 = time.time()
     failures = 0
-    with _Stop(out) as stop, contextlib.ExitStack() as stack:
-        client, described = stack.enter_context(cluster.client(scheduler, workers))
-        out(f"swrun: running on {described}; records: {reports_dir}")
-        if scheduler is None:
-            with contextlib.suppress(Exception):
-                client.run(_ignore_sigint)
-        base = {"environment": spec.environment, "project": spec.project, "backup_dir": str(backup_dir),
-                "reads": str(reports_dir), "operator": operator, "cell_timeout": cell_timeout,
-                "kernel_timeout": kernel_timeout, "fleet": fleet_run}
-        stop_event = _stop_event(client, fleet_run)
-        watcher = threading.Thread(target=_relay_interrupt, args=(stop, stop_event), daemon=True)
-        watcher.start()
-        for wave in waves:
-            todo = [t for t in wave.targets if runs[t.name].status == "pending"]
-            if result.stopped or stop.signum:
-                break
-            if not todo:
-                continue
-            out(f"swrun: {plan_mod.Wave(wave.number, todo).label}: {len(todo)} target(s)"
-                + (f" ({len(wave.targets) - len(todo)} skipped)" if len(todo) < len(wave.targets) else ""))
-            failures += _run_wave(client, todo, runs, base, spec, reports_dir, stop, out, t0)
-            if failures > spec.max_failures:
-                result.stopped = f"stopped after {failures} failure(s)"
-                out(f"swrun: {failures} failure(s), more than max_failures = {spec.max_failures}: no new target starts")
-        stop.interrupt.set()  # ends the relay thread
-        watcher.join(timeout=5)
-    reason = result.stopped or (f"interrupted ({_signal_name(stop.signum)})" if stop.signum else None)
-    for r in result.targets:
-        if r.status == "pending":
-            r.status, r.message = "not started", f"not started: {reason}"
-    result.signal = stop.signum
-    finished = records.utc_now()
-    result.record = record.write(result, spec, reports_dir=reports_dir, operator=operator, fingerprint=fingerprint,
-                                 started=started, finished=finished, t0=t0, out=out)
+    with _Stop(out) as stop:  # held until the fleet record is written: a signal never cuts it short
+        with contextlib.ExitStack() as stack:
+            client, described = stack.enter_context(cluster.client(scheduler, workers))
+            out(f"swrun: running on {described}; records: {reports_dir}")
+            if scheduler is None:
+                with contextlib.suppress(Exception):
+                    client.run(_ignore_sigint)
+            base = {"environment": spec.environment, "project": spec.project, "backup_dir": str(backup_dir),
+                    "reads": str(reports_dir), "operator": operator, "cell_timeout": cell_timeout,
+                    "kernel_timeout": kernel_timeout, "fleet": fleet_run}
+            stop_event = _stop_event(client, fleet_run)
+            watcher = threading.Thread(target=_relay_interrupt, args=(stop, stop_event), daemon=True)
+            watcher.start()
+            for wave in waves:
+                todo = [t for t in wave.targets if runs[t.name].status == "pending"]
+                if result.stopped or stop.signum:
+                    break
+                if not todo:
+                    continue
+                out(f"swrun: {plan_mod.Wave(wave.number, todo).label}: {len(todo)} target(s)"
+                    + (f" ({len(wave.targets) - len(todo)} skipped)" if len(todo) < len(wave.targets) else ""))
+                failures += _run_wave(client, todo, runs, base, spec, reports_dir, stop, out, t0)
+                if failures > spec.max_failures:
+                    result.stopped = f"stopped after {failures} failure(s)"
+                    out(f"swrun: {failures} failure(s), more than max_failures = {spec.max_failures}: no new target starts")
+            stop.interrupt.set()  # ends the relay thread
+            watcher.join(timeout=5)
+        reason = result.stopped or (f"interrupted ({_signal_name(stop.signum)})" if stop.signum else None)
+        for r in result.targets:
+            if r.status == "pending":
+                r.status, r.message = "not started", f"not started: {reason}"
+        result.signal = stop.signum
+        finished = records.utc_now()
+        result.record = record.write(result, spec, reports_dir=reports_dir, operator=operator, fingerprint=fingerprint,
+                                     started=started, finished=finished, t0=t0, out=out)
     counts = ", ".join(f"{result.count(s)} {s}" for s in ("succeeded", "failed", "interrupted", "skipped", "not started")
                        if result.count(s))
     out(f"swrun: fleet run {fleet_run} {result.outcome.upper()} in {time.time() - t0:.1f}s: {counts}; "
