@@ -94,6 +94,36 @@ def make_project(root: Path, n: int, url: str = "", sleep: float = 0.0) -> Path:
     return ini
 
 
+# revisions on top of the demo's head, for the large-database cases: (revision id, title, upgrade, downgrade)
+DEMO_HEAD = "f7a8b9c0d1e2"
+LARGE_CHANGES = {
+    # the common migration: one small table changed in a large database
+    "small": [("b0a1c2d3e401", "users phone", 'op.add_column("users", sa.Column("phone", sa.String(32), nullable=True))',
+               'op.drop_column("users", "phone")'),
+              ("b0a1c2d3e402", "bins fill index", 'op.create_index("ix_bins_fill_level", "bins", ["fill_level"])',
+               'op.drop_index("ix_bins_fill_level", table_name="bins")')],
+    # a rewrite of the big table
+    "big": [("b0a1c2d3e411", "pickups weight as float",
+             'op.alter_column("pickups", "weight_kg", type_=sa.Float(), existing_type=sa.Numeric(8, 2), '
+             'postgresql_using="weight_kg::double precision")',
+             'op.alter_column("pickups", "weight_kg", type_=sa.Numeric(8, 2), existing_type=sa.Float(), '
+             'postgresql_using="round(weight_kg::numeric, 2)")')],
+}
+
+
+def add_demo_revisions(versions: Path, change: str) -> list[str]:
+    """Write the ``change`` revisions ("small" or "big") after the demo's head into ``versions``."""
+    down = DEMO_HEAD
+    for rid, title, up, dn in LARGE_CHANGES[change]:
+        (versions / f"{rid}_{title.replace(' ', '_')}.py").write_text(
+            f'"""{title}\n\nRevision ID: {rid}\nRevises: {down}\n"""\n'
+            "import sqlalchemy as sa\nfrom alembic import op\n\n"
+            f"revision = {rid!r}\ndown_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+            f"def upgrade():\n    {up}\n\n\ndef downgrade():\n    {dn}\n")
+        down = rid
+    return [r[0] for r in LARGE_CHANGES[change]]
+
+
 def set_url(ini: Path, url: str) -> None:
     """Write the URL into alembic.ini, as a user of plain alembic would."""
     lines = [f"sqlalchemy.url = {url.replace('%', '%%')}" if line.startswith("sqlalchemy.url") else line
