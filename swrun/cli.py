@@ -60,6 +60,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--operator", help="who runs this deployment (default: user@host)")
     parser.add_argument("--cell-timeout", type=_seconds(0.001, 30 * 86400), default=3600, help="seconds one runbook cell may run")
     parser.add_argument("--kernel-timeout", type=_seconds(0.001, 3600), default=60, help="seconds to wait for the kernel to start")
+    parser.add_argument("--quiet", action="store_true", help="only the step lines: no live progress (docs/progress.md)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -463,7 +464,7 @@ def _start(runbook: str, given: dict, settings: dict, args, label: str | None = 
         runbook, raw_parameters=given, project=settings["project"], database_url=args.database_url,
         environment=settings["environment"], reports_dir=Path(settings["reports_dir"]),
         backup_dir=Path(settings["backup_dir"]), operator=settings["operator"], cell_timeout=args.cell_timeout,
-        kernel_timeout=args.kernel_timeout, progress=not args.json, label=label)
+        kernel_timeout=args.kernel_timeout, progress=False if args.json else ("quiet" if getattr(args, "quiet", False) else True), label=label)
 
 
 def _runbook(args) -> int:

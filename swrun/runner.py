@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from . import params as params_mod
+from . import progress as progress_mod
 from . import records
 from .notebook import gates_unproven
 from .errors import StepFailed, SwrunError, UsageError
@@ -146,6 +147,7 @@ class RunOutcome:
     redactions: int = 0
     signal: int | None = None  # the signal that ended the run, or arrived as it ended
     record_missing: str | None = None  # why the record could not be written (it is indexed all the same)
+    warnings: list[str] = field(default_factory=list)  # about the record's keeping (index, database copy)
 
     @property
     def exit_code(self) -> int:
@@ -160,21 +162,28 @@ class RunOutcome:
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "record": str(self.record), "outcome": self.outcome, "failed_step": self.failed_step,
                 "message": self.message, "timings": self.timings, "redactions": self.redactions,
-                "signal": signal_name(self.signal) if self.signal else None, "record_missing": self.record_missing}
+                "signal": signal_name(self.signal) if self.signal else None, "record_missing": self.record_missing,
+                "warnings": self.warnings}
 
 
 class _Progress:
-    """Prints each step as it starts and ends, from papermill's cell hooks."""
+    """Each step as it starts and ends, from papermill's cell hooks, and the kernel's progress in
+    between (swrun/progress.py: the kernel reports over ``channel``, ``display`` draws)."""
 
-    def __init__(self, enabled: bool, journal: Path | None = None, stream=sys.stderr, selected: set[str] | None = None):
+    def __init__(self, enabled: bool, journal: Path | None = None, stream=None, selected: set[str] | None = None,
+                 display=None, channel=None):
+        from . import progress
+
         self.enabled = enabled
         self.selected = selected  # steps the run asked for; the others pass silently
-        self.stream = stream
+        self.stream = stream or sys.stderr
         self.journal = journal  # one JSON line per finished step: what a killed run leaves behind
         self.results: dict[str, dict] = {}
         self.started: dict[int, float] = {}
         self.first_cell_at: float | None = None
         self.current_step: str | None = None
+        self.display = display or progress.Display(self.stream, mode=None if enabled else "off", scrub=records.scrub_known)
+        self.channel = channel
 
     def _step_of(self, cell) -> str | None:
         for tag in cell.get("metadata", {}).get("tags", []):
@@ -188,28 +197,33 @@ class _Progress:
         step = self._step_of(cell)
         self.current_step = step  # the step in flight, if the run dies or times out now
         self.started[cell_index] = time.perf_counter()
-        if step and self.enabled and (self.selected is None or step in self.selected):
-            print(f"  → {step} ...", file=self.stream, flush=True)
+        if step:
+            self.display.step_start(step, shown=self.enabled and (self.selected is None or step in self.selected))
 
     def on_cell_executed(self, cell, cell_index, execute_reply):
         step = self._step_of(cell)
         self.current_step = None
         if not step:
             return
+        if self.channel is not None:
+            self.channel.drain()  # the cell's last progress events belong to its step
         result = records.scrub_known(step_results([cell]).get(step))  # the journal and the terminal: no secret
         if result:
             self.results[step] = result
             if self.journal:
                 with contextlib.suppress(OSError), open(self.journal, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(result, default=str) + "\n")  # best effort: a full disk must not stop the run
-        if not self.enabled or (self.selected is not None and step not in self.selected):
-            return
         took = time.perf_counter() - self.started.get(cell_index, time.perf_counter())
         if result:
             mark = {"ok": "✓", "warning": "!", "skipped": "-"}.get(result["outcome"], "✗")
-            print(f"  {mark} {step} {result['outcome']} ({took:.2f}s): {result['summary']}", file=self.stream, flush=True)
+            line = f"  {mark} {step} {result['outcome']} ({took:.2f}s): {result['summary']}"
         else:
-            print(f"  ✗ {step} did not report a result ({took:.2f}s)", file=self.stream, flush=True)
+            line = f"  ✗ {step} did not report a result ({took:.2f}s)"
+        self.display.step_end(step, line)  # prints it when the step was shown; keeps its timeline
+
+    def timelines(self) -> dict[str, dict]:
+        """Each step's start, end and phases with their durations: what the record keeps of its progress."""
+        return dict(self.display.timelines)
 
 
 def step_results(cells) -> dict[str, dict]:
@@ -234,7 +248,8 @@ class _Kernel:
     manager papermill drives is built afterwards around the running process (:meth:`manager`).
     """
 
-    def __init__(self, env: dict[str, str], cwd: str):
+    def __init__(self, env: dict[str, str], cwd: str, pass_fds: tuple[int, ...] = ()):
+        self.pass_fds = pass_fds  # the progress channel's kernel end
         self.dir = tempfile.mkdtemp(prefix="swrun-kernel-")
         self.connection_file = os.path.join(self.dir, "kernel.json")
         self.log = os.path.join(self.dir, "kernel.log")  # its output: quoted if it dies
@@ -265,7 +280,7 @@ class _Kernel:
             # its output (warnings, a crash's last words) to a file the runner quotes if it dies
             with open(self.log, "wb") as log:
                 self.process = subprocess.Popen(argv, env=env, cwd=self.cwd, stdin=subprocess.PIPE, stdout=log,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
+                                                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=self.pass_fds)
         except OSError as exc:
             raise UsageError(f"the python3 kernel did not start: {exc}", hint="is ipykernel installed in swrun's environment?") from None
         return time.perf_counter() - t0
@@ -406,10 +421,15 @@ def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project
         env = {**os.environ, URL_ENV: given_url, "SWRUN_RUN_ID": run_id, activity.BASELINE_ENV: str(sample.resolve()),
                "PYTHONUNBUFFERED": "1"}
         env.pop("SWRUN_PLAIN_OUTPUT", None)
-        kernel = _Kernel(env, os.getcwd())
+        # the kernel reports its progress on a socketpair, the runner draws it (swrun/progress.py)
+        display = progress_mod.Display(sys.stderr, mode=progress_mod.mode_of(progress), scrub=records.scrub_known)
+        channel = progress_mod.Channel(display)
+        env.update(channel.env)
+        kernel = _Kernel(env, os.getcwd(), pass_fds=channel.fds)
         t_kernel = time.perf_counter()
         try:
             timings["kernel_start"] = kernel.start(preload=PRELOAD)
+            channel.start()
             ctx.url  # noqa: B018 - parses: UsageError on a bad URL, and no record, as nothing ran
             nb = load_notebook(path)
             for cell in nb.cells:  # the committed expected outputs (nbval) must never pass for this run's
@@ -421,7 +441,8 @@ def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project
             parameters = {k: v for k, v in supplied.items() if k in declared}
             parameters.update(given)
             steps = parameters.get("steps", declared["steps"].default if "steps" in declared else None)
-            out = _Progress(progress, journal, selected={x.strip() for x in steps.split(",")} if isinstance(steps, str) else None)
+            out = _Progress(bool(progress), journal, selected={x.strip() for x in steps.split(",")} if isinstance(steps, str) else None,
+                            display=display, channel=channel)
             # the record exists before any cell runs: a run killed before it ends is found, marked incomplete
             try:
                 _write_placeholder(nb, record, name, run_id, environment, ctx, parameters, started)
@@ -429,10 +450,11 @@ def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project
                 raise UsageError(f"the record {record} cannot be written: {exc.strerror or exc}; nothing ran") from None
         except BaseException as exc:
             kernel.stop()
+            channel.close()
             if isinstance(exc, Terminated):  # no cell ran: no placeholder may stay behind, unindexed
                 record.unlink(missing_ok=True)
             raise
-        if progress:
+        if progress and progress != "quiet":
             print(f"swrun: {name} run {run_id} on {ctx.redacted_url} ({environment}); record: {record}", file=sys.stderr, flush=True)
         executing, error, interrupted = None, None, None
         try:
@@ -454,6 +476,7 @@ def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project
         finally:
             signals.hold()  # from here on a signal is remembered, not raised: cleanup and record first
             kernel.stop()  # its process group: pg_dump and pg_restore go with it
+            channel.close()  # the live lines end here
         _remove_partial_backups(Path(str(parameters.get("backup_dir", backup_dir))), run_id, progress)
         if out.current_step == "rehearse":  # stopped mid-rehearsal: its own cleanup never ran
             _drop_scratch(ctx, run_id, parameters.get("rehearse_on") or getattr(declared.get("rehearse_on"), "default", None),
@@ -462,9 +485,11 @@ def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project
             timings["kernel_ready"] = out.first_cell_at - t_kernel
         timings["total"] = time.perf_counter() - t_total
         # the notebook as far as it ran: papermill fills its cells in place, also when one fails
+        if out.current_step:  # the step the run died in: its timeline up to here
+            display.step_end(out.current_step, None)
         outcome = _finish(executing if executing is not None else nb, record, name, run_id, environment, ctx, parameters,
                           started, timings, error, interrupted, known=out.results, in_flight=out.current_step,
-                          reserve=reserve)
+                          reserve=reserve, timelines=out.timelines(), quiet_warnings=not progress)
         outcome.signal = interrupted if interrupted and interrupted != signal.SIGINT else signals.received
         for leftover in (journal, sample):
             with contextlib.suppress(OSError):
@@ -598,7 +623,8 @@ def _write_placeholder(nb, record: Path, runbook: str, run_id: str, environment:
 
 def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, parameters: dict, started,
             timings: dict, error: str | None, interrupted: int | None, known: dict | None = None,
-            in_flight: str | None = None, reserve: Path | None = None) -> RunOutcome:
+            in_flight: str | None = None, reserve: Path | None = None, timelines: dict | None = None,
+            quiet_warnings: bool = False) -> RunOutcome:
     """Stamp the outcome into the notebook, scan it for the secret, write it atomically, index it.
 
     ``interrupted`` is the signal that ended the run. A record that cannot be written (full
@@ -606,6 +632,9 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
     import nbformat
 
     results = {**(known or {}), **step_results(nb.cells)}
+    for step, timeline in (timelines or {}).items():  # all the record keeps of the progress: start, end, phases
+        if step in results:
+            results[step]["timeline"] = timeline
     failed = next((r for r in results.values() if r["outcome"] in ("failed", "blocked")), None)
     if interrupted:
         outcome, message = "interrupted", f"interrupted ({signal_name(interrupted)}); the kernel was stopped"
@@ -678,9 +707,10 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
                    + (f"run {run_id} is indexed with its record marked missing" if indexed
                       else "the index could not be written either"))
         warnings = [w for w in warnings if "not added to" not in w] if not indexed else warnings
-    for warning in warnings:
+    for warning in warnings if not quiet_warnings else ():  # --json: they are in the result instead
         print(f"swrun: warning: {warning}", file=sys.stderr, flush=True)
-    return RunOutcome(run_id, record, outcome, failed_step, message, timings, redactions, record_missing=missing)
+    return RunOutcome(run_id, record, outcome, failed_step, message, timings, redactions, record_missing=missing,
+                      warnings=list(warnings))
 
 
 def _failing_cell_step(nb) -> str | None:
