@@ -119,6 +119,16 @@ def test_deleted_base_file_is_found(repo):
     assert codes(report) == ["SW103"]
     f = one(report, "SW103")
     assert f.file == HEAD_FILE and f.rule.startswith(NEVER_DELETE)
+    # a deleted file holds no acknowledgement: any migration file of the change may, by the finding's key
+    path, text = revision_file("b8b8b8b8b8b8", PARENT, "op.add_column('pickups', sa.Column('notes', sa.Text()))", "notes",
+                               "op.drop_column('pickups', 'notes')")
+    text = text.replace("def upgrade", "# swrun: acknowledge SW103:f7a8b9c0d1e2 it never left staging, which was rebuilt\n"
+                                       "# swrun: acknowledge SW104 takes the deleted revision's place\ndef upgrade")
+    repo.commit(tree, "its replacement", {path: text})
+    report = check(tree / "proj/alembic.ini", "main", execute_chain=False)
+    assert report.exit_code == 0, [x.as_dict() for x in report.failing]
+    assert one(report, "SW103").acknowledged == "it never left staging, which was rebuilt"
+    assert one(report, "SW104").acknowledged == "takes the deleted revision's place"
 
 
 def test_inserted_before_is_found_with_the_rewired_child(repo):

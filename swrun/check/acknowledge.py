@@ -4,7 +4,8 @@
 
 The id is a code (``SW302``), a name (``drop-column``) or a finding's key (``SW302:<detail>``,
 as ``swrun check`` prints it). It accepts the findings of that id in the same file; a finding
-on a file the change deleted is accepted from any migration file of the change, by its key.
+on no migration file of the change (a file it deleted, the models) is accepted from any
+migration file the change adds or modifies, by its key.
 A reason is required: without one the line is itself a finding (SW001), and accepts nothing.
 """
 
@@ -27,15 +28,15 @@ class Acknowledgement:
     reason: str
     used: bool = False
 
-    def matches(self, finding: Finding) -> bool:
+    def matches(self, finding: Finding, migration_files: set[str]) -> bool:
         ident = self.id
         if ident.upper() in CODES:
             ident = ident.upper()
         elif ident.lower() in BY_NAME:
             ident = BY_NAME[ident.lower()].code
         same_file = finding.file == self.file
-        if ident == finding.key:
-            return same_file or finding.code == "SW103"
+        if ident == finding.key:  # the one finding: from its own file, or from any when its file is no migration of the change
+            return same_file or finding.file not in migration_files
         return same_file and ident == finding.code
 
 
@@ -59,13 +60,14 @@ def parse(sources: dict[str, Source]) -> tuple[list[Acknowledgement], list[Findi
     return acks, errors
 
 
-def apply(findings: list[Finding], acks: list[Acknowledgement]) -> list[Finding]:
-    """Mark the findings an acknowledgement accepts; return warnings for acknowledgements that accept none."""
+def apply(findings: list[Finding], acks: list[Acknowledgement], migration_files: set[str]) -> list[Finding]:
+    """Mark the findings an acknowledgement accepts; return warnings for acknowledgements that accept none.
+    ``migration_files``: the change's migration files (a finding elsewhere is accepted by its key from any of them)."""
     for finding in findings:
         if finding.code in ("SW001", "SW002"):
             continue
         for ack in acks:
-            if ack.matches(finding):
+            if ack.matches(finding, migration_files):
                 finding.acknowledged = ack.reason
                 ack.used = True
                 break

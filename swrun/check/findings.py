@@ -101,6 +101,7 @@ class Finding:
     fix: str | None = None  # what to do, when there is one thing to do (the alembic merge command)
     revision: str | None = None
     acknowledged: str | None = None  # the reason given, when acknowledged
+    ack_in: str | None = None  # the migration file its acknowledgement goes in (None: any the change adds or modifies)
 
     @property
     def name(self) -> str:

@@ -24,7 +24,8 @@ class GitError(ProjectError):
 
 def _git(root: Path | None, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    env.pop("GIT_DIR", None) if root is not None else None
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):  # the repository is the one around the project
+        env.pop(name, None)
     try:
         proc = subprocess.run(["git", *args], cwd=root, input=input, capture_output=True, env=env, timeout=120)
     except FileNotFoundError:

@@ -88,7 +88,9 @@ def check(project_path: str | Path | None = None, base: str | None = None, *, re
 
     with _Timed(c["acknowledgements"]) as r:
         everything = [f for check in c.values() for f in check.findings]
-        r.findings += acknowledge.apply(everything, acks)
+        for f in everything:
+            f.ack_in = f.file if f.file in change_files else None
+        r.findings += acknowledge.apply(everything, acks, set(change_files))
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def text(report: Report, *, notices: bool = False) -> str:
             if f.fix:
                 lines.append(f"      fix: {f.fix}")
             if not f.acknowledged and f.severity == "error":
-                lines.append(f"      acknowledge (in {f.file or 'a migration file of the change'}): "
+                lines.append(f"      acknowledge (in {f.ack_in or 'any migration file the change adds or modifies'}): "
                              f"# swrun: acknowledge {f.key} <reason>")
     acked = sum(1 for f in report.findings if f.acknowledged)
     warned = sum(1 for f in report.findings if f.severity == "warning" and not f.acknowledged)
@@ -111,6 +112,14 @@ def as_json(report: Report) -> str:
     return json.dumps(report.as_dict(), indent=2)
 
 
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _safe(value: str) -> str:
+    """XML 1.0 has no place for most control characters (a file name may hold them)."""
+    return _NOT_XML.sub("\ufffd", value)
+
+
 def junit(report: Report) -> bytes:
     suites = ET.Element("testsuites", name="swrun check")
     suite = ET.SubElement(suites, "testsuite", name="swrun check", timestamp="", hostname="")
@@ -138,6 +147,10 @@ def junit(report: Report) -> bytes:
     suite.attrib.pop("timestamp")
     suite.attrib.pop("hostname")
     suites.attrib.update({k: str(counts[k]) for k in ("tests", "failures", "errors")}, time=f"{report.seconds:.3f}")
+    for el in suites.iter():
+        el.attrib.update({k: _safe(v) for k, v in el.attrib.items()})
+        if el.text:
+            el.text = _safe(el.text)
     ET.indent(suites)
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
 
