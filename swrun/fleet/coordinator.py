@@ -110,10 +110,27 @@ class _Stop:
             self.interrupt.set()
 
 
-def _printer(stream):
+def _printer(stream, board=None):
+    """Lines of the coordinator's own: between swrun.progress's live wave lines when there is a board."""
     def out(line: str) -> None:
-        print(records.scrub_known(line), file=stream, flush=True)
+        line = records.scrub_known(line)
+        if board is not None:
+            board.line(line)
+        else:
+            print(line, file=stream, flush=True)
     return out
+
+
+def _board(waves, stream):
+    """swrun.progress's fleet board (done, running, failed, not started per wave), if this swrun has it."""
+    try:
+        from ..progress import Fleet as Board
+    except ImportError:
+        return None
+    try:
+        return Board({w.label: [t.name for t in w.targets] for w in waves}, stream=stream)
+    except Exception:  # progress is a display: never a reason for a fleet run to fail
+        return None
 
 
 def previous_successes(reports_dir: Path, fleet_run: str, fingerprint: str, spec: FleetSpec) -> dict[str, dict]:
@@ -151,7 +168,6 @@ def deploy(spec: FleetSpec, *, scheduler: str | None = None, workers: int | None
 
     for t in spec.targets:  # every target's password is known to this process's redaction from here on
         records.secret_forms(database.normalize_url(t.url))
-    out = _printer(stream)
     reports_dir, backup_dir = Path(reports_dir).absolute(), Path(backup_dir).absolute()
     operator = params.runner_values(spec.environment, operator, None)[1] or default_operator()
     if resume is not None:
@@ -162,6 +178,8 @@ def deploy(spec: FleetSpec, *, scheduler: str | None = None, workers: int | None
     fleet_run = resume or new_run_id()
     result = FleetOutcome(fleet_run, new_run_id() if resume else fleet_run, None)
     waves = plan_mod.waves(spec)
+    board = _board(waves, stream)
+    out = _printer(stream, board)
     for w in waves:
         for t in w.targets:
             result.targets.append(TargetRun(t.name, w.number, t.server, t.redacted))
@@ -176,12 +194,19 @@ def deploy(spec: FleetSpec, *, scheduler: str | None = None, workers: int | None
         r.status, r.run_id, r.record = "skipped", e["run_id"], e.get("record")
         r.revision_before, r.revision_after = e.get("revision_before"), e.get("revision_after")
         r.message = f"already succeeded in fleet run {fleet_run} (run {e['run_id']})"
+        if board is not None:
+            board.finished(_label(r.wave), name, ok=True)
     started = records.utc_now()
     t0 = time.time()
     failures = 0
     with _Stop(out) as stop:  # held until the fleet record is written: a signal never cuts it short
         with contextlib.ExitStack() as stack:
-            client, described = stack.enter_context(cluster.client(scheduler, workers))
+            try:
+                client, described = stack.enter_context(cluster.client(scheduler, workers))
+            except BaseException:
+                if board is not None:
+                    board.close()
+                raise
             out(f"swrun: running on {described}; records: {reports_dir}")
             if scheduler is None:
                 with contextlib.suppress(Exception):
@@ -200,7 +225,7 @@ def deploy(spec: FleetSpec, *, scheduler: str | None = None, workers: int | None
                     continue
                 out(f"swrun: {plan_mod.Wave(wave.number, todo).label}: {len(todo)} target(s)"
                     + (f" ({len(wave.targets) - len(todo)} skipped)" if len(todo) < len(wave.targets) else ""))
-                failures += _run_wave(client, todo, runs, base, spec, reports_dir, stop, out, t0)
+                failures += _run_wave(client, todo, runs, base, spec, reports_dir, stop, out, t0, board)
                 if failures > spec.max_failures:
                     result.stopped = f"stopped after {failures} failure(s)"
                     out(f"swrun: {failures} failure(s), more than max_failures = {spec.max_failures}: no new target starts")
@@ -212,10 +237,13 @@ def deploy(spec: FleetSpec, *, scheduler: str | None = None, workers: int | None
                 r.status, r.message = "not started", f"not started: {reason}"
         result.signal = stop.signum
         finished = records.utc_now()
+        if board is not None:
+            board.close()
         result.record = record.write(result, spec, reports_dir=reports_dir, operator=operator, fingerprint=fingerprint,
-                                     started=started, finished=finished, t0=t0, out=out)
+                                     started=started, finished=finished, t0=t0, out=_printer(stream))
     counts = ", ".join(f"{result.count(s)} {s}" for s in ("succeeded", "failed", "interrupted", "skipped", "not started")
                        if result.count(s))
+    out = _printer(stream)
     out(f"swrun: fleet run {fleet_run} {result.outcome.upper()} in {time.time() - t0:.1f}s: {counts}; "
         f"fleet record: {result.record or 'NOT WRITTEN'}")
     return result
@@ -249,7 +277,7 @@ def _relay_interrupt(stop: _Stop, event) -> None:
 
 
 def _run_wave(client, todo: list[Target], runs: dict[str, TargetRun], base: dict, spec: FleetSpec,
-              reports_dir: Path, stop: _Stop, out, t0: float) -> int:
+              reports_dir: Path, stop: _Stop, out, t0: float, board=None) -> int:
     """Start the wave's targets as their servers have room; keep each record as it comes back.
     Returns the wave's failures."""
     from distributed import wait
@@ -272,6 +300,8 @@ def _run_wave(client, todo: list[Target], runs: dict[str, TargetRun], base: dict
                     fut = client.submit(deploy_target, task, key=f"swrun-deploy-{base['fleet']}-{t.name}-{r.run_id}",
                                         pure=False, retries=0)
                     running[fut] = t
+                    if board is not None:
+                        board.started(_label(r.wave), t.name)
         elif pending:
             pending.clear()  # the rest: "not started" in the fleet record
         if not running:
@@ -290,6 +320,8 @@ def _run_wave(client, todo: list[Target], runs: dict[str, TargetRun], base: dict
                 got = {"outcome": "failed", "message": f"the Dask task failed ({type(exc).__name__}: "
                        f"{' '.join(str(exc).split())[:200]}); no record came back", "text": None}
             _keep(got, t, r, base, reports_dir, out)
+            if board is not None:
+                board.finished(_label(r.wave), t.name, ok=r.status == "succeeded")
             failures += r.status != "succeeded"
             _announce(r, out, t0)
     return failures
@@ -343,8 +375,12 @@ def _parse_time(value):
     return None
 
 
+def _label(wave: int) -> str:
+    return plan_mod.Wave(wave, []).label
+
+
 def _announce(r: TargetRun, out, t0: float) -> None:
-    """One line per finished target (swrun.progress, when it exists, may render these live)."""
+    """One line per finished target (between swrun.progress's wave lines, when it draws them)."""
     mark = {"succeeded": "✓", "interrupted": "!"}.get(r.status, "✗")
     verdict = r.status.upper() + (f" at {r.failed_step}" if r.failed_step else "")
     revs = f"{_revs(r.revision_before)} -> {_revs(r.revision_after)}"
