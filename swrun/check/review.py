@@ -99,7 +99,7 @@ def models(project: Project, repo: Repo, conn) -> tuple[list[Finding], str]:
             what = _describe(diff)
             out.append(Finding("SW360", f"the models and the migrations differ: {what} (alembic check would fail; "
                                         "generate the missing migration: swrun revision --autogenerate -m ...)",
-                               file=where, line=_line_of(text, what), detail=what[:120]))
+                               file=where, line=_line_of(text, what), detail=_key(what)))
     db = guard_enums.database(conn)
     for change in guard_enums.drift(guard_enums.declared(metadata), db):
         out.append(Finding("SW361", f"{change.describe()} after the new migrations"
@@ -108,6 +108,11 @@ def models(project: Project, repo: Repo, conn) -> tuple[list[Finding], str]:
                            file=where, line=_line_of(text, change.type), detail=f"{change.type}:{change.kind}",
                            rule=None if change.kind == "added" else GUIDE[NEVER_ENUM]))
     return out, f"compared {len(mds)} MetaData ({project.option('metadata')}) with the database at the new heads"
+
+
+def _key(text: str) -> str:
+    """A detail an acknowledgement can name: one word (``add_column:bins.colour``)."""
+    return re.sub(r"[^\w.+-]+", ":", text).strip(":")[:120]
 
 
 def _not_own_schema(name, type_, parent_names) -> bool:
