@@ -15,7 +15,11 @@ from .errors import UsageError
 
 PERIODS = {"day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}
 AUDIT_RUNBOOK = "audit"
-_COLUMNS = ["run_id", "runbook", "environment", "operator", "host", "started", "finished", "seconds", "outcome",
+# what a run was, by the name it is indexed under: only deployments count as deployments
+KINDS = {"deploy": "deployment", "upgrade": "deployment", "enum_change": "deployment", "backup": "backup",
+         "rehearse": "rehearsal", "stamp": "stamp", "rollback": "rollback", "start_fresh": "rollback",
+         "doctor": "diagnosis", "audit": "audit"}
+_COLUMNS = ["run_id", "kind", "runbook", "environment", "operator", "host", "started", "finished", "seconds", "outcome",
             "failed_step", "revision_before", "revision_after", "fingerprint", "database", "record"]
 
 
@@ -41,7 +45,7 @@ def load(reports_dir: str | Path = "reports", *, environments: str = "", since: 
             continue
         db = e.get("database") or {}
         rows.append({
-            "run_id": e["run_id"], "runbook": e.get("runbook"), "environment": e.get("environment"),
+            "run_id": e["run_id"], "kind": kind_of(e), "runbook": e.get("runbook"), "environment": e.get("environment"),
             "operator": e.get("operator"), "host": e.get("host"), "started": e.get("started"), "finished": e.get("finished"),
             "outcome": e.get("outcome"), "failed_step": e.get("failed_step") or "",
             "revision_before": _revs(e.get("revision_before")), "revision_after": _revs(e.get("revision_after")),
@@ -55,8 +59,35 @@ def load(reports_dir: str | Path = "reports", *, environments: str = "", since: 
     return df.sort_values("started", kind="stable").reset_index(drop=True)
 
 
+def kind_of(entry: dict) -> str:
+    """deployment, backup, rehearsal, stamp, rollback, diagnosis, audit (or the runbook's name)."""
+    runbook = str(entry.get("runbook") or "")
+    return KINDS.get(runbook, runbook or "unknown")
+
+
+def deployments(df: pd.DataFrame) -> pd.DataFrame:
+    """Only the runs that deploy migrations (deploy, upgrade, enum change): not backups, stamps, rollbacks."""
+    return df[df["kind"] == "deployment"].reset_index(drop=True) if "kind" in df else df
+
+
+def other_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs that are not deployments, per kind and environment: how many, how many failed, the last."""
+    cols = ["kind", "environment", "runs", "failed", "last"]
+    rest = df[df["kind"] != "deployment"] if "kind" in df else df.iloc[0:0]
+    if rest.empty:
+        return pd.DataFrame(columns=cols)
+    grouped = rest.groupby(["kind", "environment"])
+    out = pd.DataFrame({
+        "runs": grouped.size(),
+        "failed": grouped["outcome"].apply(lambda o: int((o != "succeeded").sum())),
+        "last": grouped["started"].max().dt.strftime("%Y-%m-%d %H:%M"),
+    }).reset_index()
+    return out[cols]
+
+
 def overview(df: pd.DataFrame) -> pd.DataFrame:
-    """Per environment: runs, succeeded, failed, interrupted, first and last run."""
+    """Deployments per environment: runs, succeeded, failed, interrupted, first and last run."""
+    df = deployments(df)
     if df.empty:
         return pd.DataFrame(columns=["environment", "runs", "succeeded", "failed", "interrupted", "first", "last"])
     counts = pd.crosstab(df["environment"], df["outcome"])
@@ -75,11 +106,19 @@ def overview(df: pd.DataFrame) -> pd.DataFrame:
 def per_period(df: pd.DataFrame, period: str = "week") -> pd.DataFrame:
     """Deployments per environment per day, week (ISO) or month."""
     fmt = _period_format(period)
+    df = deployments(df)
     if df.empty:
         return pd.DataFrame()
     table = pd.crosstab(df["started"].dt.strftime(fmt).rename(period), df["environment"])
     table.columns.name = None
     return table
+
+
+def shown(df: pd.DataFrame):
+    """A table as the record shows it (text left-aligned, whole numbers whole, ``-`` for missing)."""
+    from .display import Table
+
+    return Table(df)
 
 
 def _period_format(period: str) -> str:
@@ -91,7 +130,7 @@ def _period_format(period: str) -> str:
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """Every run that did not succeed: when, where, who, which step."""
-    cols = ["run_id", "started", "environment", "runbook", "operator", "outcome", "failed_step", "revision_before", "record"]
+    cols = ["run_id", "started", "environment", "kind", "runbook", "operator", "outcome", "failed_step", "revision_before", "record"]
     bad = df[df["outcome"] != "succeeded"][cols].copy()
     bad["started"] = bad["started"].dt.strftime("%Y-%m-%d %H:%M")
     return bad.reset_index(drop=True)
@@ -99,6 +138,7 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
 
 def operators(df: pd.DataFrame) -> pd.DataFrame:
     """Who deployed: runs per operator and environment, failures, last run."""
+    df = deployments(df)
     if df.empty:
         return pd.DataFrame(columns=["operator", "runs", "failed", "last"])
     table = pd.crosstab(df["operator"], df["environment"])
@@ -113,6 +153,7 @@ def staging_to_production(df: pd.DataFrame, staging: str = "staging", production
     """For each migration set (fingerprint): its first successful staging run, the first successful
     production run after it, and the time between. A production run with no staging run before it is flagged."""
     cols = ["fingerprint", "revision", "staging_run", "staging_at", "production_run", "production_at", "hours", "note"]
+    df = deployments(df)
     ok = df[(df["outcome"] == "succeeded") & (df["fingerprint"] != "")]
     rows = []
     for fp, group in ok.groupby("fingerprint", sort=False):
@@ -152,6 +193,7 @@ def plot(df: pd.DataFrame, period: str = "week"):
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax = fig.add_subplot()
     table = per_period(df, period)
+    df = deployments(df)
     if table.empty:
         ax.text(0.5, 0.5, "no runs in the index", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -195,7 +237,9 @@ def integrity(reports_dir: str | Path = "reports", *, database_url: str | None =
     auditing run itself, whose record is being written and is not indexed yet."""
     report = store.verify(Path(reports_dir), key=store.record_key(), database_url=database_url)
     problems = [p.as_dict() for p in report.problems if not (ignore_run and p.run_id == ignore_run and p.kind == "unindexed")]
-    status = "; ".join([*report.notes, f"database copy: {report.database}"])
+    # this run's own record is the placeholder written at its start: it is running, not unfinished
+    notes = [n for n in report.notes if not (ignore_run and n.startswith(f"incomplete: run {ignore_run} "))]
+    status = "; ".join([*notes, f"database copy: {report.database}"])
     df = pd.DataFrame(problems, columns=["kind", "run_id", "line", "message"])
     df.attrs["status"] = status
     return df

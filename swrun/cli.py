@@ -158,7 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     _reports_parser(sub)
     _recovery_parsers(sub)
     _fleet_parser(sub)
-    _fleet_parser(sub)
     _check_parser(sub)
     return parser
 
@@ -225,54 +224,6 @@ def _fleet(args) -> int:
     return result.exit_code
 
 
-def _fleet_parser(sub) -> None:
-    p = sub.add_parser("fleet", help="one migration set across many databases: a canary, then waves, on Dask")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, text in (("deploy", "deploy every target of FLEET.toml (the deploy runbook each, its own record)"),
-                       ("status", "each target's current revision and pending count (read-only, in parallel)")):
-        a = actions.add_parser(name, help=text)
-        a.add_argument("fleet_file", metavar="FLEET.toml")
-        a.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (default: a LocalCluster)")
-        a.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: up to 4)")
-        if name == "deploy":
-            a.add_argument("--resume", metavar="FLEET_RUN", help="skip the targets that succeeded in that fleet run "
-                                                                 "with the same migration set")
-            a.add_argument("--reports-dir", default="reports", help="where run records are kept (default: ./reports)")
-            a.add_argument("--backup-dir", default="backups", help="where each target's backup goes (default: ./backups)")
-            a.add_argument("--operator", help="who runs this deployment (default: user@host)")
-            a.add_argument("--cell-timeout", type=_seconds(0.001, 30 * 86400), default=3600, help="seconds one runbook cell may run")
-            a.add_argument("--kernel-timeout", type=_seconds(0.001, 3600), default=60, help="seconds to wait for a kernel to start")
-        else:
-            a.add_argument("--json", action="store_true")
-
-
-def _fleet(args) -> int:
-    from .fleet import spec as fleet_spec
-
-    if args.workers is not None and not 1 <= args.workers <= 256:
-        raise UsageError(f"--workers must be between 1 and 256, got {args.workers}")
-    try:
-        spec = fleet_spec.load(args.fleet_file)
-    except fleet_spec.FleetFileError as exc:  # every problem, one line each, before anything starts
-        from .records import scrub_known
-
-        for line in exc.lines:
-            print(f"swrun: error: {scrub_known(line)}", file=sys.stderr)
-        return exc.exit_code
-    if args.action == "status":
-        from .fleet import status
-
-        rows = status.collect(spec, scheduler=args.scheduler, workers=args.workers)
-        print(json.dumps(rows, indent=2) if args.json else status.text(rows))
-        return 0 if all(r["error"] is None for r in rows) else 1
-    from .fleet import coordinator
-
-    result = coordinator.deploy(spec, scheduler=args.scheduler, workers=args.workers, resume=args.resume,
-                                reports_dir=Path(args.reports_dir), backup_dir=Path(args.backup_dir), operator=args.operator,
-                                cell_timeout=args.cell_timeout, kernel_timeout=args.kernel_timeout)
-    return result.exit_code
-
-
 def _reports_parser(sub) -> None:
     p = sub.add_parser("reports", help="the record store: list, show, export, verify, site")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -283,7 +234,6 @@ def _reports_parser(sub) -> None:
     a.add_argument("--since", help="started at or after (ISO date or time, UTC unless given)")
     a.add_argument("--until", help="started before (a bare date includes that day)")
     a.add_argument("--revision", help="touched this revision (before or after; a prefix is enough)")
-    a.add_argument("--fleet", metavar="FLEET_RUN", help="only the records of this fleet run (its targets' and its own)")
     a.add_argument("--fleet", metavar="FLEET_RUN", help="only the records of this fleet run (its targets' and its own)")
     a.add_argument("--json", action="store_true")
     a = actions.add_parser("show", help="one run's summary (RUN: a run id or a unique prefix)")
@@ -375,8 +325,6 @@ def _dispatch(args) -> int:
         return _recovery(args)
     if args.verb == "fleet":
         return _fleet(args)
-    if args.verb == "fleet":
-        return _fleet(args)
     if args.verb == "check":
         return _check(args)
     raise UsageError(f"unknown command {args.verb}")
@@ -437,8 +385,10 @@ def _print_result(result, args) -> None:
         if name == "history" and not getattr(args, "history", False):
             continue
         if len(table):
+            from .display import frame_text
+
             print()
-            print(table.to_string(index=False))
+            print(frame_text(table))
     if getattr(args, "show_sql", False):
         for title, sql in result.code.items():
             print(f"\n-- {title}\n{sql}")
@@ -467,10 +417,25 @@ def _start(runbook: str, given: dict, settings: dict, args, label: str | None = 
         kernel_timeout=args.kernel_timeout, progress=False if args.json else ("quiet" if getattr(args, "quiet", False) else True), label=label)
 
 
+def _check_target(project: str | None, target) -> None:
+    """An unknown target revision is bad input (exit 2), refused before any kernel starts or any
+    record is written. Only plain ids are checked here: ``head``, ``heads``, ``base``, ``label@head``
+    and relative targets depend on the database, which the runbook's status step reads."""
+    import re
+
+    if not isinstance(target, str) or target in ("head", "heads", "base", "") or not re.fullmatch(r"[0-9A-Za-z_]+", target):
+        return
+    from .migrations import Project
+
+    Project.load(project).resolve(target)  # UsageError: "unknown target revision ..."
+
+
 def _runbook(args) -> int:
     params, settings = _run_settings(args, args.parameter if args.verb == "run" else ())
     if args.verb == "run":
         runbook = args.runbook
+        if Path(runbook).stem in ("deploy", "rollback", "stamp") and "target" in params:
+            _check_target(settings["project"], params["target"])
     else:
         runbook = "deploy"
         params["target"] = args.to
@@ -482,11 +447,26 @@ def _runbook(args) -> int:
                      "statement_timeout"):
             if getattr(args, name, None) is not None:
                 params[name] = getattr(args, name)
+        _check_target(settings["project"], args.to)
     # swrun upgrade/backup/rehearse run deploy.ipynb's steps and are indexed under their own name
     outcome = _start(runbook, params, settings, args, label=args.verb if args.verb in ("upgrade", "backup", "rehearse") else None)
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
+    _embedded_note(args)
     return outcome.exit_code
+
+
+def _embedded_note(args) -> None:
+    """The last line of a run on the embedded server: it keeps running (the next run starts at
+    once), and how to stop it."""
+    if args.database_url is not None or os.environ.get("SWRUN_DATABASE_URL") is not None or getattr(args, "json", False):
+        return
+    from .embedded import EmbeddedServer
+
+    status = EmbeddedServer().status()
+    if status.running:
+        print(f"swrun: the embedded PostgreSQL is still running (pid {status.pid}, data in {status.data_dir}); "
+              "stop it with: swrun db stop", file=sys.stderr, flush=True)
 
 
 RECOVERY_VERBS = ("rollback", "stamp", "doctor", "start-fresh", "enum-change")
@@ -553,10 +533,12 @@ def _recovery(args) -> int:
         if args.steps is not None and args.steps < 1:
             raise UsageError(f"--steps must be a positive number of revisions, got {args.steps}")
         if args.to:
+            _check_target(settings["project"], args.to)
             params["target"] = args.to
         if args.steps:
             params["steps_back"] = args.steps
     elif args.verb == "stamp":
+        _check_target(settings["project"], args.revision)
         params["target"] = args.revision
         params["override"] = args.override
         if args.scratch:
@@ -585,6 +567,8 @@ def _recovery(args) -> int:
 
     steps = {s["step"]: s for s in nbformat.read(str(outcome.record), as_version=4).metadata.get("swrun", {}).get("steps", [])}
     _print_recovery_tables(steps)
+    sys.stdout.flush()
+    _embedded_note(args)
     if args.verb == "doctor" and outcome.exit_code == 0:
         return 1 if any(s.get("outcome") == "warning" for s in steps.values()) else 0
     return outcome.exit_code
@@ -594,14 +578,16 @@ def _print_recovery_tables(steps: dict) -> None:
     """The tables the terminal needs besides the progress lines: a stamp's schema differences, an enum change's counts."""
     import pandas as pd
 
+    from .display import frame_text
+
     found = steps.get("stamp-check", {}).get("data", {}).get("differences")
     if found:
         print(f"schema differences (migrations at {', '.join(steps['stamp-check']['data']['target']) or '<base>'} vs the live database):")
-        print(pd.DataFrame(found, columns=["kind", "object", "difference", "migrations", "live"]).to_string(index=False))
+        print(frame_text(pd.DataFrame(found, columns=["kind", "object", "difference", "migrations", "live"])))
     counts = steps.get("enum-check", {}).get("data", {}).get("per_value")
     if counts:
         print("rows per value, before and after:")
-        print(pd.DataFrame(counts, columns=["value", "from", "rows before", "rows after", "result"]).to_string(index=False))
+        print(frame_text(pd.DataFrame(counts, columns=["value", "from", "rows before", "rows after", "result"])))
 
 
 def _revision(args) -> int:
@@ -640,13 +626,25 @@ def _check(args) -> int:
     return report.exit_code
 
 
+def _embedded_default() -> str | None:
+    """The URL runs use when none is given (the embedded server's), so ``reports verify`` checks
+    the same database copy they wrote; None when this directory has no embedded server."""
+    from .embedded import EmbeddedServer
+
+    server = EmbeddedServer()
+    if not (server.data_dir / "PG_VERSION").exists():
+        return None
+    print(f"swrun: using the embedded PostgreSQL in {server.data_dir}", file=sys.stderr)
+    return server.start().url()
+
+
 def _reports(args) -> int:
     from . import store
 
     reports_dir = Path(args.reports_dir)
     if args.action == "verify":
         report = store.verify(reports_dir, key=store.record_key(),
-                              database_url=args.database_url or os.environ.get("SWRUN_DATABASE_URL"))
+                              database_url=args.database_url or os.environ.get("SWRUN_DATABASE_URL") or _embedded_default())
         print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
         if not report.ok:
             raise store.StoreError(f"verification failed: {len(report.problems)} problem(s), first: {report.problems[0]}")

@@ -11,6 +11,7 @@ committed expected outputs compare exactly.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import time
@@ -50,12 +51,15 @@ TABLE_MIME_TYPE = "application/vnd.swrun.table+json"
 def show_table(df, title: str | None = None) -> None:
     if df is None or not len(df):
         return
+    from . import display
+
     shown = df.head(SHOWN_ROWS) if len(df) > SHOWN_ROWS else df
     more = f"\n… {len(df) - len(shown)} more row(s) of {len(df)}: every row is in this output's JSON" if shown is not df else ""
-    text = shown.to_string(index=False) + more
-    bundle = {"text/plain": f"{title}\n{text}" if title else text}
-    bundle["text/html"] = ((f"<p><b>{title}</b></p>" if title else "") + shown.to_html(index=False, escape=True)
-                           + (f"<p><i>{more.strip()}</i></p>" if more else ""))
+    text = display.frame_text(shown) + more
+    label = title.replace("_", " ") if title else None
+    bundle = {"text/plain": f"{label}\n{text}" if label else text}
+    bundle["text/html"] = ((f"<p><b>{html.escape(label)}</b></p>" if label else "") + display.frame_html(shown)
+                           + (f"<p><i>{html.escape(more.strip())}</i></p>" if more else ""))
     if more and not plain_output():
         bundle[TABLE_MIME_TYPE] = {"title": title, "columns": [str(c) for c in df.columns],
                                    "rows": json.loads(df.to_json(orient="values", date_format="iso", default_handler=str))}
@@ -63,13 +67,20 @@ def show_table(df, title: str | None = None) -> None:
 
 
 def show(result: StepResult) -> None:
-    mark = {"ok": "✅", "warning": "⚠️", "failed": "❌", "blocked": "⛔", "skipped": "⏭️"}.get(result.outcome, "")
+    from .display import mark_md
+
     line = f"{result.step}: {result.outcome} — {result.summary}"
-    _display({"text/plain": line, "text/markdown": f"{mark} **{result.step}**: {result.outcome} — {result.summary}"})
+    _display({"text/plain": line, "text/markdown": f"{mark_md(result.outcome)} **{result.step}** — {_md_text(result.summary)}"})
     if result.error and result.outcome in ("failed", "blocked"):
         _display({"text/plain": f"error: {result.error}"})
     for name, table in result.tables.items():
         show_table(table, name)
+    if result.step in _PLOTS and result.outcome in ("ok", "warning") and not plain_output():
+        figure = _PLOTS[result.step](result)
+        if figure is not None:
+            from IPython.display import display
+
+            display(figure)
     if result.code:  # one output for all blocks: one message, not one per revision
         _display({"text/plain": "\n\n".join(f"-- {title}\n{sql}" for title, sql in result.code.items()),
                   "text/markdown": "\n\n".join(f"**{title}**\n\n```sql\n{sql}\n```" for title, sql in result.code.items())})
@@ -77,6 +88,21 @@ def show(result: StepResult) -> None:
         from IPython.display import display
 
         display({MIME_TYPE: result.as_dict(), "text/plain": f"<swrun result: {result.step}>"}, raw=True)
+
+
+def _md_text(text: str) -> str:
+    """A summary as markdown text: characters markdown would read as markup are escaped."""
+    return "".join("\\" + c if c in "\\`*_[]<>|#" else c for c in text)
+
+
+def _rehearsal_plot(result: StepResult):
+    from .plots import rehearsal_figure
+
+    return rehearsal_figure(result.data)
+
+
+# step -> function(result) -> a matplotlib Figure (or None), shown under the step's tables
+_PLOTS: dict[str, Callable[[StepResult], object]] = {"rehearse": _rehearsal_plot}
 
 
 # step name -> function(rb) -> StepResult. A runbook's cells name steps; the functions that

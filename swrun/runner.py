@@ -337,13 +337,16 @@ def _fast_imports() -> None:
 def run_runbook(runbook: str, raw_parameters: dict[str, Any] | None = None, *, project: str | None = None,
                 database_url: str | None = None, environment: str = "development", reports_dir: Path = Path("reports"),
                 backup_dir: Path = Path("backups"), operator: str | None = None, cell_timeout: float = 3600,
-                kernel_timeout: float = 60, progress: bool = True, run_id: str | None = None) -> RunOutcome:
+                kernel_timeout: float = 60, progress: bool = True, run_id: str | None = None,
+                label: str | None = None) -> RunOutcome:
+    """``label``: the name the run is filed and indexed under when it is not the runbook's own
+    (``swrun backup`` runs deploy.ipynb's preflight and backup steps, and is indexed as ``backup``)."""
     with _Signals() as signals:
         try:
             return _run_runbook(runbook, raw_parameters, project=project, database_url=database_url,
                                 environment=environment, reports_dir=reports_dir, backup_dir=backup_dir, operator=operator,
                                 cell_timeout=cell_timeout, kernel_timeout=kernel_timeout, progress=progress, run_id=run_id,
-                                signals=signals)
+                                signals=signals, label=label)
         except Terminated as exc:  # before the record existed: no cell ran
             raise RunTerminated(exc.signum, f"{signal_name(exc.signum)} before the run started: nothing ran, no record was kept") from None
 
@@ -388,14 +391,15 @@ def run_detached(runbook: str, raw_parameters: dict[str, Any] | None = None, *, 
 
 def _run_runbook(runbook: str, raw_parameters: dict[str, Any] | None, *, project: str | None, database_url: str | None,
                  environment: str, reports_dir: Path, backup_dir: Path, operator: str | None, cell_timeout: float,
-                 kernel_timeout: float, progress: bool, run_id: str | None, signals: _Signals) -> RunOutcome:
+                 kernel_timeout: float, progress: bool, run_id: str | None, signals: _Signals,
+                 label: str | None = None) -> RunOutcome:
     from . import activity
     from .config import URL_ENV, RunContext, default_operator, new_run_id
 
     timings: dict[str, float] = {}
     t_total = time.perf_counter()
     path = runbook_path(runbook)
-    name = path.stem
+    name = records.check_name("runbook name", label) if label else path.stem
     # validated from the plain JSON: nbformat (0.4 s) and SQLAlchemy (0.6 s) load while the kernel boots
     raw, declared = _read_runbook(path)
     given = params_mod.validate(raw, raw_parameters or {})
@@ -644,7 +648,7 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
         outcome, message = "failed", failed.get("error") or failed["summary"]
     elif (unproven := gates_unproven(environment, results)) is not None:
         outcome, message = "failed", unproven
-    elif not results and runbook == "deploy":
+    elif not results and runbook in ("deploy", "upgrade", "backup", "rehearse"):  # deploy.ipynb, under any of its names
         outcome, message = "failed", "no step reported a result"
     else:
         outcome, message = "succeeded", ""
@@ -657,6 +661,9 @@ def _finish(nb, record: Path, runbook: str, run_id: str, environment: str, ctx, 
     if not upgrade:  # other runbooks' steps that move the revision (rollback, stamp, start-fresh) say before/after too
         moved = next((results[s]["data"] for s in ("rollback", "stamp", "start-fresh") if results.get(s, {}).get("data")), {})
         upgrade = {k: moved[k] for k in ("before", "after") if k in moved}
+        checked = (results.get("stamp-check") or results.get("rollback-plan") or {}).get("data") or {}
+        if not upgrade and isinstance(checked.get("current"), list):  # stopped before it moved: it stayed where it was
+            upgrade = {"before": checked["current"], "after": checked["current"]}
     backup = results.get("backup", {}).get("data", {})
     nb.metadata[NAMESPACE] = {
         "run_id": run_id,
@@ -724,17 +731,33 @@ def _failing_cell_step(nb) -> str | None:
 
 
 def _banner(meta: dict) -> str:
-    icon = {"succeeded": "✅", "failed": "❌", "interrupted": "⚠️", "incomplete": "⏳"}.get(meta["outcome"], "")
-    lines = [f"# {icon} {meta['runbook']} run `{meta['run_id']}`: {meta['outcome'].upper()}"
+    from .display import mark_img, mark_md, mark_word
+
+    lines = [f"# {mark_img(meta['outcome'])} {meta['runbook']} run `{meta['run_id']}`: {mark_word(meta['outcome'])}"
              + (f" at step **{meta['failed_step']}**" if meta.get("failed_step") else "")]
     if meta.get("message"):
         lines.append(f"\n> {meta['message']}")
     lines.append("\n| | |\n|---|---|")
     for key in ("environment", "operator", "database", "started", "finished"):
         lines.append(f"| {key} | {meta.get(key) or ''} |")
-    lines.append(f"| revision | {', '.join(meta.get('revision_before') or []) or '<base>'} → {', '.join(meta.get('revision_after') or []) or '<base>'} |")
+    lines.append(f"| revision | {_revision_text(meta)} |")
     if meta.get("steps"):
         lines.append("\n| step | outcome | seconds | summary |\n|---|---|---|---|")
         for s in meta["steps"]:
-            lines.append(f"| {s['step']} | {s['outcome']} | {s.get('seconds', 0):.2f} | {str(s.get('summary', '')).replace('|', '/')} |")
+            lines.append(f"| {s['step']} | {mark_md(s['outcome'])} | {s.get('seconds', 0):.2f} | "
+                         f"{str(s.get('summary', '')).replace('|', '/').replace('<', '&lt;')} |")
     return "\n".join(lines)
+
+
+def _revision_text(meta: dict) -> str:
+    """The banner's revision row: before -> after, ``at X`` when nothing moved, ``not read`` when no step read it."""
+    before, after = meta.get("revision_before"), meta.get("revision_after")
+
+    def revs(value) -> str:
+        return ", ".join(value) or "&lt;base&gt;"
+
+    if before is None and after is None:
+        return "not read by this run's steps"
+    if before is None or after is None or list(before) == list(after):
+        return f"at {revs(after if after is not None else before)} (unchanged)"
+    return f"{revs(before)} → {revs(after)}"

@@ -61,16 +61,19 @@ def diff(before: dict, after: dict) -> list[dict]:
         for key in sorted(old.keys() | new.keys()):
             name = ".".join(str(k) for k in key)
             if key not in old:
-                rows.append({"kind": kind[:-1] if kind != "indexes" else "index", "object": name, "change": "added", "before": "", "after": _detail(new[key], key_len)})
+                rows.append({"kind": kind[:-1] if kind != "indexes" else "index", "object": name, "change": "added", "before": "", "after": _detail(new[key], key_len, kind)})
             elif key not in new:
-                rows.append({"kind": kind[:-1] if kind != "indexes" else "index", "object": name, "change": "removed", "before": _detail(old[key], key_len), "after": ""})
+                rows.append({"kind": kind[:-1] if kind != "indexes" else "index", "object": name, "change": "removed", "before": _detail(old[key], key_len, kind), "after": ""})
             elif old[key] != new[key]:
-                rows.append({"kind": kind[:-1] if kind != "indexes" else "index", "object": name, "change": "changed", "before": _detail(old[key], key_len), "after": _detail(new[key], key_len)})
+                rows.append({"kind": kind[:-1] if kind != "indexes" else "index", "object": name, "change": "changed", "before": _detail(old[key], key_len, kind), "after": _detail(new[key], key_len, kind)})
     return rows
 
 
-def _detail(row: tuple, key_len: int) -> str:
+def _detail(row: tuple, key_len: int, kind: str = "") -> str:
     rest = row[key_len:]
+    if kind == "columns" and len(rest) == 3:  # (type, attnotnull, default): labelled, never "text False"
+        type_, not_null, default = rest
+        return ", ".join([str(type_), "NOT NULL" if not_null else "nullable"] + ([f"default {default}"] if default else []))
     return " ".join(", ".join(x) if isinstance(x, (tuple, list)) else str(x) for x in rest)
 
 

@@ -473,8 +473,8 @@ def find(entries: list[dict], run: str) -> dict:
 
 
 def _revs(revs) -> str:
-    if revs is None:
-        return "?"
+    if revs is None:  # no step of the run read it (a backup, an audit)
+        return "-"
     return ",".join(str(r)[:12] for r in revs) or "<base>"
 
 

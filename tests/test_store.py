@@ -125,17 +125,21 @@ def test_every_run_is_indexed_chained_and_copied_to_the_database(kept):
         assert path.stat().st_mode & 0o077 == 0, path
 
 
-def test_a_clean_store_verifies_against_files_and_database(kept):
+def test_a_clean_store_verifies_against_files_and_database(kept, tmp_path):
     proc = verify(kept.reports, "--database-url", kept.url)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 entries, 3 record files hashed" in proc.stdout
     assert "chain unsigned" in proc.stdout
     assert "3 index entries for this database, 3 rows in swrun.run_records" in proc.stdout
     assert "verified: no problems" in proc.stdout
-    # the URL may come from the environment too; without any, the copy is not checked and says so
+    # the URL may come from the environment too; without any, the embedded server's database (the
+    # default of every other command) is checked: it holds none of these runs
     assert "3 rows" in verify(kept.reports, env={"SWRUN_DATABASE_URL": kept.url}).stdout
     bare = verify(kept.reports)
-    assert bare.returncode == 0 and "database copy: not checked" in bare.stdout
+    assert bare.returncode == 0 and "/swrun: no runs recorded for this database" in bare.stdout, bare.stdout
+    # with no embedded server in the state directory either, the copy is not checked and says so
+    none = verify(kept.reports, env={"SWRUN_HOME": str(tmp_path / "no-server")})
+    assert none.returncode == 0 and "database copy: not checked" in none.stdout, none.stdout
 
 
 def test_list_filters_and_json(kept):

@@ -164,7 +164,7 @@ def staging_record(reports_dir: Path, fingerprint: str, reached: Callable[[list[
     from .. import store
 
     def wanted(e: dict) -> bool:
-        return (e.get("environment") == staging_env and e.get("runbook") == "deploy" and e.get("outcome") == "succeeded"
+        return (e.get("environment") == staging_env and e.get("runbook") in ("deploy", "upgrade") and e.get("outcome") == "succeeded"
                 and e.get("fingerprint") == fingerprint and reached(list(e.get("revision_after") or [])))
 
     reports_dir = Path(reports_dir)

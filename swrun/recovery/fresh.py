@@ -1,7 +1,7 @@
 """Start fresh: the guide's "Need to Start Fresh (Development Only!)": ``alembic downgrade base``
 then ``alembic upgrade head``.
 
-"⚠️ NEVER do this in production!" :func:`gate` lets it run only in an environment marked
+"NEVER do this in production!" :func:`gate` lets it run only in an environment marked
 development (named development, dev, test or local); every other environment, production
 first, is refused with the guide's warning before anything is touched. :func:`run` does both
 halves under one hold of swrun's advisory lock, so no other run slips in between, and keeps
@@ -34,7 +34,7 @@ def gate(ctx: RunContext) -> StepResult:
         return StepResult("fresh-gate", summary=f"environment {env!r} is marked development: start fresh may drop and rebuild the schema",
                           data={"environment": env, "allowed": True})
     why = (f"refused: start fresh drops every table (alembic downgrade base) and is for development only; "
-           f"the environment is {env!r}, not one of {', '.join(DEVELOPMENT)}. The guide: ⚠️ {WARNING}")
+           f"the environment is {env!r}, not one of {', '.join(DEVELOPMENT)}. The guide: {WARNING}")
     return StepResult("fresh-gate", outcome="blocked", summary=why, error=why, data={"environment": env, "allowed": False})
 
 

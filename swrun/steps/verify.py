@@ -54,8 +54,9 @@ def run(ctx: RunContext, target: str = "head", baseline: dict | None = None, che
                 new = after["row_counts"].get(table)
                 flag = "dropped" if (old or 0) > (new or 0) else ""
                 count_rows.append({"table": table, "before": old, "after": new, "flag": flag})
-            dropped = [r["table"] for r in count_rows if r["flag"]]
-            check("row counts", not dropped, f"fewer rows in: {', '.join(dropped)}" if dropped else "no table lost rows", severity="warning")
+            dropped = [f"{r['table']} ({r['before']} -> {r['after'] if r['after'] is not None else 'dropped'})"
+                       for r in count_rows if r["flag"]]
+            check("row counts", not dropped, f"fewer rows in {', '.join(dropped)}" if dropped else "no table lost rows", severity="warning")
         command = check_command or project.option("check")
         if command:
             proc = subprocess.run(shlex.split(command), cwd=project.ini_path.parent, capture_output=True, text=True,
@@ -72,7 +73,7 @@ def run(ctx: RunContext, target: str = "head", baseline: dict | None = None, che
     result.tables["row_counts"] = pd.DataFrame(count_rows, columns=["table", "before", "after", "flag"])
     result.summary = (f"{len(checks) - len(failed) - len(warned)}/{len(checks)} checks passed"
                       + (f"; failed: {', '.join(c['check'] for c in failed)}" if failed else "")
-                      + (f"; warnings: {', '.join(c['check'] for c in warned)}" if warned else ""))
+                      + (f"; warnings: {'; '.join(c['check'] + ': ' + c['detail'] for c in warned)}" if warned else ""))
     if failed:
         result.error = "; ".join(f"{c['check']}: {c['detail']}" for c in failed)
     return result
