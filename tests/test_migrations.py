@@ -11,6 +11,7 @@ from conftest import HEAD, add_revision, current_revision, scalar
 from swrun import database
 from swrun.errors import LockTimeout, MigrationFailed, ProjectError, StateError, UsageError
 from swrun.migrations import Project
+from swrun.lock_retry import NO_RETRY
 
 CHAIN = ["3b11939b5277", "5e1f0c2a9d41", "a1b2c3d4e5f6", "c7d8e9f0a1b2", "d4e5f6a7b8c9", "e1f2a3b4c5d6", "f7a8b9c0d1e2"]
 
@@ -86,7 +87,7 @@ def test_lock_timeout_is_applied_to_ddl(db_url, project_copy, engine):
         holder.exec_driver_sql("begin; lock table bins in access share mode")
         t0 = time.monotonic()
         with pytest.raises(MigrationFailed) as err:
-            project.apply(url, "head", lock_timeout="500ms")
+            project.apply(url, "head", lock_timeout="500ms", retry=NO_RETRY)  # retries: tests/test_lock_retries.py
         assert time.monotonic() - t0 < 10
     assert "lock timeout" in str(err.value)
     assert project.current(url) == (HEAD,)
