@@ -222,6 +222,17 @@ def test_a_column_the_models_lack_is_found_as_alembic_check_would(repo):
     assert report.exit_code == 0 and one(report, "SW360").acknowledged == reason
 
 
+def test_a_check_that_cannot_run_is_an_error_not_a_pass(repo, monkeypatch, tmp_path):
+    tree = repo.branch("no-squawk")
+    repo.commit(tree, "a new revision", dict([revision_file("c9c9c9c9c9c9", HEAD, "op.execute('select 1')", "noop",
+                                                            "op.execute('select 1')")]))
+    monkeypatch.setenv("SWRUN_SQUAWK", str(tmp_path / "no-squawk"))
+    report = check(tree / "proj/alembic.ini", "main", execute_chain=False)
+    assert report.exit_code == 3 and "squawk not found" in report.checks["review"].error
+    xml = JUnitXml.fromfile(str(writers.write_junit(report, tmp_path / "j.xml")))
+    assert [c.name for s in xml for c in s if any(type(r).__name__ == "Error" for r in c.result)] == ["review"]
+
+
 # -- output CI systems read ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..guards import NEVER_DELETE, NEVER_ENUM, NEVER_MODIFY, NEVER_RENAME
 
-# The guide's words, quoted in the findings (spec/migration-guide.md, "NEVER Do These Things").
+# The guide's words, quoted in the findings (docs/migration-guide.md restates them; the guide's "NEVER Do These Things").
 GUIDE = {
     NEVER_RENAME: "NEVER rename migration files after they've been committed or applied "
                   "(Alembic tracks migrations by revision ID in the filename; renaming breaks the revision chain)",
@@ -176,9 +176,12 @@ class Report:
     def failing(self) -> list[Finding]:
         return [f for f in self.findings if f.fails]
 
+    could_not: int = 0  # the exit code of the error that stopped a check (2 or more), 0 when every check ran
+
     @property
     def exit_code(self) -> int:
-        return 1 if self.failing else 0
+        """2+ when a check could not run (its result is unknown, whatever the others found), 1 for findings, 0."""
+        return self.could_not or (1 if self.failing else 0)
 
     def as_dict(self) -> dict:
         return {

@@ -31,8 +31,10 @@ class _Timed:
         self.start = time.perf_counter()
         return self.result
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, exc, tb):
         self.result.seconds += time.perf_counter() - self.start
+        if isinstance(exc, SwrunError) and not self.result.error:
+            self.result.error = exc.line()  # this check could not run; the error goes on up
         return False
 
 
@@ -84,7 +86,19 @@ def check(project_path: str | Path | None = None, base: str | None = None, *, re
     if loaded is not None:
         new = loaded.topo_order({rev for rev in loaded.revisions if rev not in fork_revs})
         report.new_revisions = new
-        _review_and_execute(loaded, repo, c, new, fork_revs, reports_dir, execute_chain, run_runbook, state_home, report)
+        try:
+            _review_and_execute(loaded, repo, c, new, fork_revs, reports_dir, execute_chain, run_runbook, state_home, report)
+        except SwrunError as exc:  # squawk missing, the embedded server down, ...: the checks not done could not run
+            from ..records import scrub_known
+
+            late = ("review", "models", "stairway", "runbook")
+            if not any(c[name].error for name in late):
+                c["stairway"].error = exc.line()
+            for name in late:
+                c[name].error = scrub_known(c[name].error) if c[name].error else None
+                if not (c[name].error or c[name].skipped or c[name].output or c[name].findings):
+                    c[name].skipped = "an earlier check could not run"
+            report.could_not = max(2, exc.exit_code)
 
     with _Timed(c["acknowledgements"]) as r:
         everything = [f for check in c.values() for f in check.findings]
