@@ -1,8 +1,8 @@
 """swrun check on real git repositories made in a temp directory: base and feature branches with
 real commits, the demo's migrations, the real embedded server for the executed checks.
 
-One repository per module (each scenario a branch in its own ``git worktree``); the deploy
-runbook runs in one test only.
+One repository per module and worker (each scenario a branch in its own ``git worktree``, so
+the tests do not depend on each other's order); the deploy runbook runs in one test only.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from swrun.errors import ProjectError, UsageError
 from swrun.guards import NEVER_DELETE, NEVER_MODIFY, NEVER_RENAME
 
 from conftest import DEMO_DIR, HEAD, run_cli
-
-pytestmark = pytest.mark.xdist_group("check")
 
 VERSIONS = "proj/migrations/versions"
 PARENT = "e1f2a3b4c5d6"  # the demo's head's parent
