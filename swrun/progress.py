@@ -300,6 +300,8 @@ class _ToolWatch:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=5)
+        if self.items_total:  # its last items, when it ended between two samples
+            self.task.update(min(self.items, self.items_total))
         self.task.close()
 
     def _run(self) -> None:

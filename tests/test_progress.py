@@ -27,7 +27,7 @@ import nbformat
 import pytest
 
 from swrun import database, progress
-from tests.conftest import run_cli
+from conftest import run_cli
 
 ROWS = 260_000  # ~210 MB: each row ~800 bytes of md5 text
 pytestmark = pytest.mark.xdist_group("progress")  # one worker builds the big database, once
@@ -215,3 +215,33 @@ def test_fleet_counts_targets_per_wave(monkeypatch):
     assert "1 done, 2 running, 1 failed, 0 not started" in text, text
     assert "  ✓ [wave 1] b SUCCEEDED" in text
     assert progress._local is None  # the fleet's own display is gone with it
+
+
+def test_a_migration_waiting_on_a_lock_shows_its_revision_and_attempts(db_url, monkeypatch):
+    """In-process (no kernel): the display the runner would feed, fed directly."""
+    from swrun.steps import upgrade
+    from test_lock_retries import Blocker, at, ctx_for
+
+    at(db_url, "l0000001")
+    out = io.StringIO()
+    display = progress.Display(out, mode="plain")
+    monkeypatch.setattr(progress, "_local", display)
+    blocker = Blocker(db_url, "select * from accounts where name = 'customer-data'")
+
+    def on_attempt(event):
+        if event.state == "timeout":
+            blocker.leave()
+
+    display.step_start("upgrade")
+    try:
+        result = upgrade.run(ctx_for(db_url, lock_retries=3), target="l0000002", on_attempt=on_attempt)
+    finally:
+        blocker.leave()
+    display.step_end("upgrade", "  ✓ upgrade")
+    text = out.getvalue()
+    assert result.outcome == "ok", result.summary
+    assert re.search(r"upgrade: revision l0000002 is waiting on a lock \(attempt 1 of 4\)", text), text
+    assert re.search(rf"upgrade: revision l0000002: lock timeout on attempt 1 of 4, held by pid {blocker.pid} ", text), text
+    assert "upgrade: revision l0000002: attempt 2 of 4" in text
+    [phase, *_] = display.timeline("upgrade")["phases"]
+    assert phase["phase"] == "upgrade" and phase["seconds"] > 0
