@@ -61,6 +61,12 @@ def findings(base: dict[str, Source], change: dict[str, Source]) -> list[Finding
                     file=moved.path, line=_first_change(old.text, moved.text), detail=rev, rule=GUIDE[NEVER_MODIFY],
                     fix="restore its content and put the correction in a new migration", revision=rev))
             continue
+        if new is not None and new.error:
+            out.append(Finding(
+                "SW101", f"{path} (revision {rev}) exists on the base and the change modifies it: it {new.error}",
+                file=path, line=_first_change(old.text, new.text), detail=rev or path, rule=GUIDE[NEVER_MODIFY],
+                fix="restore the file (git checkout <base> -- <file>) and put the correction in a new migration", revision=rev))
+            continue
         if new is not None:  # the same path now defines another revision: the old one is gone
             out.append(Finding(
                 "SW101", f"{path} defined revision {rev} on the base; the change makes it define {new.revision}",

@@ -59,7 +59,11 @@ def check(project_path: str | Path | None = None, base: str | None = None, *, re
     change_files = sources.from_work_tree(repo, dirs, recursive)
     changed = {p for p, s in change_files.items() if p not in fork_files or fork_files[p].text != s.text}
 
-    report = Report(base=base_ref, base_commit=base_commit, fork_commit=fork, change=f"work tree at HEAD {head[:12]}",
+    head_files = sources.from_git(repo, head, rel_dirs, recursive)
+    dirty = sorted(set(head_files) ^ set(change_files) | {p for p in change_files if p in head_files
+                                                           and head_files[p].text != change_files[p].text})
+    state = f" with uncommitted changes to {len(dirty)} migration file(s)" if dirty else ""
+    report = Report(base=base_ref, base_commit=base_commit, fork_commit=fork, change=f"work tree at HEAD {head[:12]}{state}",
                     project=repo.relative(project.ini_path))
     for name in CHECKS:
         report.checks[name] = CheckResult(name)
