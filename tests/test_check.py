@@ -278,11 +278,10 @@ def test_cli_github_annotations_name_file_and_line_and_write_the_step_summary(ma
 
 
 def test_json_and_exit_codes_of_a_check_that_cannot_run(many, tmp_path):
-    done = run_cli("check", "--project", many / "proj/alembic.ini", "--base", "main", "--json", "--no-execute", cwd=tmp_path)
     import json
 
-    data = json.loads(done.stdout)
-    assert done.returncode == 1 and data["failing"] == 3
+    data = json.loads(writers.as_json(check(many / "proj/alembic.ini", "main", execute_chain=False)))
+    assert data["exit_code"] == 1 and data["failing"] == 3
     assert {f["code"] for c in data["checks"] for f in c["findings"]} == {"SW101", "SW102", "SW103"}
     unknown = run_cli("check", "--project", many / "proj/alembic.ini", "--base", "no-such-branch", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown base ref 'no-such-branch'" in unknown.stderr
