@@ -260,7 +260,7 @@ def _size_of(path: Path | None) -> int:
 
 _VERBOSE = re.compile(r"^(pg_dump|pg_restore): (?!error:|warning:|detail:|hint:)")
 _TABLE = re.compile(r'(?:dumping contents of table|processing data for table) "(.+)"')
-_ITEM = re.compile(r"^pg_restore: (?:creating |processing data for table |executing |finished item |restoring )")
+_ITEM_ID = re.compile(r"^pg_restore: (?:processing|finished) item (\d+) ")
 
 
 class _ToolWatch:
@@ -269,17 +269,20 @@ class _ToolWatch:
     Sampled every :data:`POLL_SECONDS` on its own thread; an update is sent when a signal moved,
     and a stall is said when none moved for :func:`stall_seconds`."""
 
-    def __init__(self, tool: str, url, *, output: Path | None = None, items: int | None = None,
+    def __init__(self, tool: str, url, *, output: Path | None = None, items: set[int] | None = None,
                  label: str | None = None):
-        self.tool, self.output, self.items_total = tool, output, items
+        self.tool, self.output = tool, output
         self.appname = f"swrun-{tool}-{os.getpid()}-{next(_ids)}"
         self.url = url
         self.lines = 0
         self.items = 0
+        self.toc_ids: set[int] = set(items or ())
+        self.done_ids: set[int] = set()
+        self.items_total = len(self.toc_ids) or None
         self.table = ""
         self.stop = threading.Event()
         self.server: _Server | None = None
-        self.task = Task(label or tool, total=items, unit="items" if items else "B")
+        self.task = Task(label or tool, total=self.items_total, unit="items" if items else "B")
         self.thread = threading.Thread(target=self._run, name=f"swrun-progress-{tool}", daemon=True)
 
     # the tool's stderr, line by line (from whichever thread reads it)
@@ -290,8 +293,14 @@ class _ToolWatch:
         found = _TABLE.search(text)
         if found:
             self.table = found.group(1)
-        if self.tool == "pg_restore" and _ITEM.match(text):
-            self.items += 1
+        if self.tool == "pg_restore":
+            # each entry of the table of contents, by its id: "processing item N" as pg_restore takes it up
+            # (serially), "finished item N" as its parallel loop (-j) ends it; entries outside the list
+            # (ENCODING, DATABASE, ...) are not counted
+            item = _ITEM_ID.match(text)
+            if item and (not self.toc_ids or int(item.group(1)) in self.toc_ids):
+                self.done_ids.add(int(item.group(1)))
+                self.items = len(self.done_ids)
 
     def __enter__(self) -> "_ToolWatch":
         self.thread.start()
@@ -457,15 +466,15 @@ def run_tool(cmd: list[str], *, url=None, output: Path | None = None, **kwargs) 
     return subprocess.CompletedProcess(cmd, code, out[0] if out else "", quiet_stderr("".join(errors)))
 
 
-def _toc_items(cmd: list[str]) -> int | None:
-    """How many entries pg_restore will process: its ``-L`` list, else the dump's table of contents."""
+def _toc_items(cmd: list[str]) -> set[int] | None:
+    """The ids of the entries pg_restore will process: its ``-L`` list, else the dump's table of contents."""
     try:
         if "-L" in cmd:
             lines = Path(cmd[cmd.index("-L") + 1]).read_text(errors="replace").splitlines()
         else:
             listing = subprocess.run([cmd[0], "--list", cmd[-1]], capture_output=True, text=True, timeout=60)
             lines = listing.stdout.splitlines() if listing.returncode == 0 else []
-        return sum(1 for line in lines if line.strip() and not line.lstrip().startswith(";")) or None
+        return {int(m.group(1)) for line in lines if (m := re.match(r"\s*(\d+);", line))} or None
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
 

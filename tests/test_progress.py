@@ -245,3 +245,28 @@ def test_a_migration_waiting_on_a_lock_shows_its_revision_and_attempts(db_url, m
     assert "upgrade: revision l0000002: attempt 2 of 4" in text
     [phase, *_] = display.timeline("upgrade")["phases"]
     assert phase["phase"] == "upgrade" and phase["seconds"] > 0
+
+
+def test_restore_items_are_counted_by_their_table_of_contents_id():
+    """pg_restore -j's verbose lines (as pg_restore 18 prints them): each listed entry counted once, when
+    taken up serially or finished in the parallel loop; entries outside the list are not counted."""
+    watch = progress._ToolWatch("pg_restore", None, items={6, 220, 221, 2571, 2572, 2423})
+    for line in """pg_restore: processing item 2575 ENCODING ENCODING
+pg_restore: processing item 2578 DATABASE big3
+pg_restore: processing item 6 SCHEMA swrun
+pg_restore: creating SCHEMA "swrun"
+pg_restore: processing item 220 TABLE wide
+pg_restore: processing item 221 TABLE run_records
+pg_restore: entering main parallel loop
+pg_restore: launching item 2571 TABLE DATA wide
+pg_restore: launching item 2572 TABLE DATA run_records
+pg_restore: processing data for table "public.wide"
+pg_restore: finished item 2572 TABLE DATA run_records""".splitlines():
+        watch.line(line + "\n")
+    assert (watch.items, watch.items_total, watch.table) == (4, 6, "public.wide")
+    for line in ("pg_restore: launching item 2423 CONSTRAINT run_records run_records_pkey",
+                 "pg_restore: finished item 2423 CONSTRAINT run_records run_records_pkey",
+                 "pg_restore: finished item 2571 TABLE DATA wide", "pg_restore: error: could not execute query"):
+        watch.line(line + "\n")
+    assert watch.items == 6
+    assert progress.quiet_stderr("pg_restore: finished item 1 X\npg_restore: error: boom\n") == "pg_restore: error: boom\n"
