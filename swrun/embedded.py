@@ -32,6 +32,15 @@ DEFAULT_DATABASE = "swrun"
 START_TIMEOUT_S = 60
 LOCK_WAIT_S = float(os.environ.get("SWRUN_STATE_LOCK_WAIT", START_TIMEOUT_S * 2))  # then one line naming the holder
 
+# A separate throwaway server for the rehearsal's scratch copies: $SWRUN_SCRATCH_HOME names its state
+# directory. Nothing there outlives a run, so it skips the durability a crash would need: no fsync,
+# no full-page images, no commit waiting for the WAL flush, minimal WAL (a rewrite or a COPY into a
+# table created in the same transaction writes none), no autovacuum racing the restore. Only ever for
+# a server of its own: the default embedded server may hold a development database.
+SCRATCH_HOME_ENV = "SWRUN_SCRATCH_HOME"
+THROWAWAY_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", "wal_level": "minimal",
+                      "max_wal_senders": "0", "autovacuum": "off", "max_wal_size": "8GB", "checkpoint_timeout": "1h"}
+
 
 def bin_dir() -> Path:
     # Only located, never imported: importing it builds a server class we do not use.
@@ -81,8 +90,9 @@ class ServerStatus:
 class EmbeddedServer:
     """One embedded server per state directory."""
 
-    def __init__(self, home: str | os.PathLike | None = None):
+    def __init__(self, home: str | os.PathLike | None = None, *, throwaway: bool = False):
         self.home = state_dir(home)
+        self.throwaway = throwaway  # started with THROWAWAY_SETTINGS
         self.data_dir = self.home / "pg" / "data"
         self.log_file = self.home / "pg" / "server.log"
         self.lock_file = self.home / "pg.lock"
@@ -238,6 +248,8 @@ class EmbeddedServer:
         if not self._postmaster_alive():  # a stale pid file (a killed server, a reused pid): the server would refuse it
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         opts = f"-h 127.0.0.1 -p {port} -k {sock} -c listen_addresses=127.0.0.1"
+        if self.throwaway:
+            opts += "".join(f" -c {name}={value}" for name, value in THROWAWAY_SETTINGS.items())
         self._run([pg_tool("pg_ctl"), "-D", self.data_dir, "-l", self.log_file, "-o", opts, "-w", "-t", str(START_TIMEOUT_S), "start"])
 
     def _postmaster_alive(self) -> bool:
@@ -308,6 +320,18 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def scratch_server(home: str | os.PathLike | None = None) -> EmbeddedServer:
+    """The server the rehearsal's scratch copies go to: ``home`` if given; else the throwaway one
+    under $SWRUN_SCRATCH_HOME when that is set and is not the default server's own state directory;
+    else the default embedded server (durable as it is: it may hold a development database)."""
+    if home is not None:
+        return EmbeddedServer(home)
+    scratch = os.environ.get(SCRATCH_HOME_ENV)
+    if scratch and state_dir(scratch) != state_dir():
+        return EmbeddedServer(scratch, throwaway=True)
+    return EmbeddedServer()
 
 
 def default_url(home: str | os.PathLike | None = None) -> str:

@@ -55,7 +55,7 @@ def rehearse_project(source, name: str, **kw):
     url, taken, out = source
     ctx = RunContext(database_url=url, project_path=str(PROJECTS / name / "alembic.ini"), backup_dir=out)
     try:
-        return rehearse.run(ctx, backup_file=taken.data["file"], start=(HEAD,), **kw)
+        return rehearse.run(ctx, backup_file=taken.data["file"], start=(HEAD,), **{"copy": "touched", **kw})
     finally:
         ctx.close()
 
@@ -141,3 +141,23 @@ def test_children_of_a_table_whose_rows_or_keys_change_come_with_their_rows():
     _, written, _ = rc.named_in(["delete from bins where fill_level = 0"], {"public.bins"})
     tables, added = rc.closure({"public.bins"}, written, edges, set())
     assert "public.pickups" in tables and added["public.pickups"].startswith("references public.bins")
+
+
+def test_a_throwaway_scratch_server_skips_durability(source, tmp_path_factory, monkeypatch):
+    from swrun import embedded
+
+    home = tmp_path_factory.mktemp("rc-scratch-home")
+    home.chmod(0o755)
+    monkeypatch.setenv(embedded.SCRATCH_HOME_ENV, str(home))
+    try:
+        result = rehearse_project(source, "rc_fk")
+        assert result.outcome == "ok", result.summary
+        assert "throwaway scratch server" in result.summary
+        status = embedded.EmbeddedServer(home).status()
+        assert [scalar(status.url("postgres"), f"show {name}") for name in ("fsync", "full_page_writes", "wal_level")] == [
+            "off", "off", "minimal"]
+    finally:
+        embedded.remove(home)
+    # the default server, which may hold a development database, keeps its durability
+    monkeypatch.delenv(embedded.SCRATCH_HOME_ENV)
+    assert scalar(source[0], "show fsync") == "on"

@@ -102,12 +102,12 @@ class _Scratch:
         self.on, self.name, self.data_dir = on, name, None
         self.owner, self.swept, self._held = None, [], contextlib.ExitStack()
         if on == "embedded":
-            server = embedded.EmbeddedServer(home)
+            server = embedded.scratch_server(home)
             status = server.start()
             self.data_dir = server.data_dir
             self.admin_url = normalize_url(status.url("postgres"))
             self.url = normalize_url(status.url(name))
-            self.where = "the embedded server"
+            self.where = f"the throwaway scratch server ({embedded.SCRATCH_HOME_ENV})" if server.throwaway else "the embedded server"
         else:
             self.admin_url = ctx.url
             self.url = ctx.url.set(database=name)
@@ -558,9 +558,12 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
             asked = "full" if verify_restore == "full" else copy
             if asked not in rehearsal_copy.COPIES:
                 raise UsageError(f"unknown rehearse_copy {copy!r}", hint=f"choose one of {', '.join(rehearsal_copy.COPIES)}")
-            if asked == "full":
+            small = asked == "auto" and database_bytes is not None and database_bytes < rehearsal_copy.SMALL_BYTES
+            if asked == "full" or small:
                 plan = rehearsal_copy.Plan("full", "full copy: asked (--verify-restore full)" if verify_restore == "full"
-                                           else "full copy: asked (--rehearse-copy full)")
+                                           else "full copy: asked (--rehearse-copy full)" if asked == "full" else
+                                           f"full copy: the database is {database_bytes / 2**20:.1f} MiB, which restores whole "
+                                           "faster than the schema-only pass that finds the touched tables would run")
             else:
                 at = "touched tables"
                 with Timer() as reading:
@@ -581,9 +584,8 @@ def run(ctx: RunContext, *, backup_file: str | Path, target: str = "head", start
             what = (f"the schema and the rows of {len(plan.tables)} table(s)" if plan.copy == "touched" else "everything")
             stage("restore", True, f"{dump.name} into {scratch.name} on {scratch.where}: {what}, {size / 2**20:.1f} MiB in "
                                    f"{restoring.seconds:.2f}s (pg_restore, then ANALYZE of "
-                                   + (f"{len(analyzed)} touched table(s))" if analyzed else "every table)"))
-            if asked == "full":
-                stage("copy", True, plan.reason)
+                                   + (f"{len(analyzed)} touched table(s))" if analyzed else "every table)")
+                                   + (f"; {plan.reason}" if asked == "full" or small else ""))
             migrate_url, session = scratch.url, _session_of(rights)
             result.data["rights"] = {k: v for k, v in rights.items() if k != "options"}
             stage("target's rights", True, _describe_rights(rights))
@@ -797,7 +799,7 @@ def drop_leftover(ctx: RunContext, run_id: str, on: str = "embedded") -> bool:
     never ran); True when there was one. Starts no server."""
     name = scratch_name(run_id)
     if on == "embedded":
-        status = embedded.EmbeddedServer().status()
+        status = embedded.scratch_server().status()
         if not status.running:
             return False
         admin = normalize_url(status.url("postgres"))
