@@ -226,7 +226,7 @@ def deploy(spec: FleetSpec, *, scheduler: str | None = None, workers: int | None
                 out(f"swrun: {plan_mod.Wave(wave.number, todo).label}: {len(todo)} target(s)"
                     + (f" ({len(wave.targets) - len(todo)} skipped)" if len(todo) < len(wave.targets) else ""))
                 failures += _run_wave(client, todo, runs, base, spec, reports_dir, stop, out, t0, board)
-                if failures > spec.max_failures:
+                if failures > spec.max_failures and not stop.signum:  # interrupted: that is the reason given
                     result.stopped = f"stopped after {failures} failure(s)"
                     out(f"swrun: {failures} failure(s), more than max_failures = {spec.max_failures}: no new target starts")
             stop.interrupt.set()  # ends the relay thread

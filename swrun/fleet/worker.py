@@ -73,9 +73,10 @@ class _InterruptWatch:
         self.event = None
         if fleet:
             try:
-                from distributed import Event
+                from distributed import Event, get_client
 
-                self.event = Event(f"swrun-fleet-interrupt-{fleet}")
+                # the client now, in the task's thread: the watcher thread has no worker context of its own
+                self.event = Event(f"swrun-fleet-interrupt-{fleet}", client=get_client())
             except Exception:  # not on a Dask worker (a direct call): nothing to watch
                 self.event = None
         if self.event is not None:
