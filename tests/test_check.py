@@ -176,6 +176,8 @@ def test_drop_column_is_found_then_accepted_by_an_acknowledgement_with_a_reason(
     assert codes(report) == ["SW302"], [f.as_dict() for f in report.failing]
     f = one(report, "SW302")
     assert (f.file, f.line) == (p2, 16) and "pickups.legacy_code" in f.message
+    squawked = [x for x in report.findings if x.code == "SW350" and "ban-drop-column" in x.message]
+    assert [(x.file, x.line, x.severity) for x in squawked] == [(p2, 16, "warning")]  # the op call behind the SQL
     assert report.new_revisions == ["c3c3c3c3c3c3", "d4d4d4d4d4d4"]
     assert report.checks["stairway"].output[1:] == ["c3c3c3c3c3c3: up, down (f7a8b9c0d1e2), up",
                                                 "d4d4d4d4d4d4: up, down (c3c3c3c3c3c3), up"]

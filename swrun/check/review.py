@@ -73,12 +73,33 @@ def lint_new(project: Project, repo: Repo, new: list[str], db_enums: dict[str, l
 def squawk_new(project: Project, repo: Repo, rendered: list) -> list[Finding]:
     """squawk on each new revision's SQL (offline, or executed where offline rendering failed)."""
     found = lint.squawk(rendered, exclude=lint.squawk_exclusions(project), lock_timeout_set=True)
+    sql = {r.revision: r.sql.splitlines() for r in rendered}
     out = []
     for g in found:
         path = project.file_of(g.revision)
         text = path.read_text(encoding="utf-8", errors="replace")
-        out.append(_convert(g, repo.relative(path), text, locate(text, "", "")))
+        number = int(g.id.rsplit(":", 1)[-1]) if g.id.rsplit(":", 1)[-1].isdigit() else 0
+        lines = sql.get(g.revision, [])
+        statement = lines[number - 1] if 0 < number <= len(lines) else ""
+        out.append(_convert(g, repo.relative(path), text, statement_line(text, statement)))
     return out
+
+
+def statement_line(text: str, statement: str) -> int:
+    """The line of the revision file that most likely wrote an SQL statement: the first line of
+    ``upgrade()`` quoting the statement's longest name (``op.drop_index("ix_bins_x", ...)`` for
+    ``DROP INDEX ix_bins_x``); ``def upgrade`` when none does."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("def upgrade")), None)
+    if start is None:
+        return 1
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("def ", "class "))), len(lines))
+    names = sorted(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]{2,}", statement)), key=len, reverse=True)
+    for name in names:
+        for i in range(start, end):
+            if f'"{name}"' in lines[i] or f"'{name}'" in lines[i]:
+                return i + 1
+    return start + 1
 
 
 def models(project: Project, repo: Repo, conn) -> tuple[list[Finding], str]:
