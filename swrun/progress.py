@@ -70,10 +70,13 @@ def _channel() -> socket.socket | None:
     global _socket, _opened
     if not _opened:
         _opened = True
-        fd = os.environ.get(CHANNEL_ENV, "")
+        fd = os.environ.pop(CHANNEL_ENV, "")  # this process's alone: a child never takes the number for its own
         if fd.isdigit():
             with contextlib.suppress(OSError, ValueError):
                 sock = socket.socket(fileno=int(fd))
+                if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_DGRAM:
+                    sock.detach()  # not the runner's socketpair: leave that descriptor alone
+                    return None
                 os.set_inheritable(sock.fileno(), False)  # pg_dump and friends never get it
                 sock.setblocking(False)
                 _socket = sock
@@ -206,7 +209,13 @@ class _Server:
             return f"nothing: its session (pid {pid}) has ended"
         state, etype, event, blockers = rows[0]
         if not etype:
-            return f"nothing PostgreSQL reports: its session (pid {pid}) is {state or 'unknown'} with no wait event"
+            said = f"nothing PostgreSQL reports: its session (pid {pid}) is {state or 'unknown'} with no wait event"
+            building = self.rows("select command, phase, blocks_done, blocks_total from pg_stat_progress_create_index "
+                                 "where pid = %s", (pid,))
+            if building:  # a long CREATE INDEX of a restore moves no byte nor item, but is working
+                command, phase, done, total = building[0]
+                said += f", working on {command} ({phase}" + (f", block {done:,} of {total:,}" if total else "") + ")"
+            return said
         details = []
         if etype == "Lock":
             lock = self.rows("select l.mode, l.locktype, format('%%I.%%I', n.nspname, c.relname) "
