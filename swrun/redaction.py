@@ -286,20 +286,34 @@ class ScrubbingStream:
     lines are held until their newline (or a flush)."""
 
     def __init__(self, stream):
-        self._stream, self._held = stream, ""
+        self._stream, self._held, self._closed = stream, "", False
 
     def write(self, text: str) -> int:
         self._held += text
         if "\n" in self._held:
             done, self._held = self._held.rsplit("\n", 1)
-            self._stream.write(known().scrub(done + "\n"))
+            self._emit(known().scrub(done + "\n"))
         return len(text)
 
     def flush(self) -> None:
         if self._held:
-            self._stream.write(known().scrub(self._held))
+            self._emit(known().scrub(self._held))
             self._held = ""
-        self._stream.flush()
+        self._guarded(self._stream.flush)
+
+    def _emit(self, text: str) -> None:
+        self._guarded(lambda: self._stream.write(text))
+
+    def _guarded(self, fn) -> None:
+        # A reader that went away (`swrun reports list | head`) must not abort the work
+        # mid-step, a deploy least of all: what it would have read is dropped, the run goes on
+        # and its record is written as usual.
+        if self._closed:
+            return
+        try:
+            fn()
+        except BrokenPipeError:
+            self._closed = True
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
