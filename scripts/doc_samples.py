@@ -15,8 +15,12 @@ directory, in the order of their keys (``10`` before ``20``), so a later sample 
 earlier one did: one deploy serves the README, the ops and the auditors' pages. The scratch
 directory is shown as ``/home/ops/demo``.
 
-    python scripts/doc_samples.py            # rewrite the samples with what the commands print now
-    python scripts/doc_samples.py --check    # exit 1 and show the first difference (times and ids aside)
+    python scripts/doc_samples.py            # rewrite the samples (and docs/img/*.png) from what runs print now
+    python scripts/doc_samples.py --check    # exit 1 and show the differences (times and ids aside)
+
+It also rebuilds the generated tables (``<!-- generated: parameters -->``: every runbook's declared
+parameters) and, with Chromium installed, the screenshots in docs/img/ (the site's index and the
+deploy's record, from the site the samples built).
 
 tests/test_doc_samples.py runs the check.
 """
@@ -91,6 +95,15 @@ def collect(root: Path = ROOT) -> list[Sample]:
     return sorted(samples, key=lambda s: (s.key, str(s.page), s.start))
 
 
+# a progress line of a phase that lasted more than 2 s ("rehearse: upgrade 43%: 3 of 7 revisions, ..."):
+# how many appear depends on the machine's speed, so the samples leave them out (docs/progress.md shows them)
+PROGRESS_LINE = re.compile(r"^\s*[\w-]+: [\w -]+?\s+\d{1,3}%(:|$)")
+
+
+def _without_progress(lines: list[str]) -> list[str]:
+    return [line for line in lines if not PROGRESS_LINE.match(line)]
+
+
 def _shown(text: str, workdir: Path) -> str:
     """The output with the scratch directory shown as SHOWN_DIR (also where a URL percent-encodes it)."""
     real = str(workdir)
@@ -116,7 +129,7 @@ def run_all(samples: list[Sample], workdir: Path) -> dict[int, list[list[str]]]:
         for command, _ in sample.commands:
             proc = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, timeout=TIMEOUT_S)
-            got.append(_shown(proc.stdout, workdir).rstrip("\n").splitlines())
+            got.append(_without_progress(_shown(proc.stdout, workdir).rstrip("\n").splitlines()))
         out[id(sample)] = got
     return out
 
@@ -143,10 +156,13 @@ def normalize(lines: list[str], revisions: set[str] | None = None) -> list[str]:
         return m.group(0) if m.group(0) in revisions else "<id>"
 
     out = []
-    for line in lines:
+    for line in _without_progress(lines):
         s = re.sub(r"\d{8}T\d{6}Z", "<ts>", line)
+        s = re.sub(r"/\d{4}/\d{2}/", "/<yyyy>/<mm>/", s)  # the record's directory: reports/<env>/<YYYY>/<MM>/
+        # which revision holds the longest lock on the demo's tiny tables is a matter of milliseconds
+        s = re.sub(r"longest blocking lock: [^;]*?\([0-9a-f]{12}\)", "longest blocking lock: <lock>", s)
         s = re.sub(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2})?( UTC)?)?", "<time>", s)
-        s = re.sub(r"\b[0-9a-f]{12,64}\b", hexes, s)
+        s = re.sub(r"(?<![0-9a-f])[0-9a-f]{12,64}(?![0-9a-f])", hexes, s)  # also inside a file name
         s = re.sub(r"(port=|:)\d{4,5}\b", r"\1<port>", s)
         s = re.sub(r"%3A\d{4,5}\b", "%3A<port>", s)
         s = re.sub(r"\bpid \d+", "pid <n>", s)
@@ -241,11 +257,53 @@ def write_generated(root: Path = ROOT) -> list[Path]:
     return changed
 
 
+# -- screenshots: docs/img/ -----------------------------------------------------------------------------
+
+IMG_DIR = ROOT / "docs" / "img"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
+
+
+def screenshot(page: Path, out: Path, size: str, workdir: Path) -> None:
+    """``page`` as headless Chromium draws it, the scratch directory shown as SHOWN_DIR."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("chromium is not installed: no screenshots (apt-get install chromium), or pass --no-screenshots")
+    shown = page.with_name(f".shown-{page.name}")
+    shown.write_text(_shown(page.read_text(encoding="utf-8"), workdir), encoding="utf-8")
+    profile = tempfile.mkdtemp(prefix="swrun-chromium-")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={out}",
+                        f"--window-size={size}", shown.as_uri()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=180, check=True)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+        shown.unlink(missing_ok=True)
+
+
+def screenshots(workdir: Path) -> list[Path]:
+    """The site's index and the first deploy's record page, from the site a sample built (`swrun reports site`)."""
+    import json
+
+    site = workdir / "reports" / "site"
+    if not (site / "index.html").is_file():
+        raise SystemExit("no reports/site/index.html: a sample must run `swrun reports site`")
+    entries = [json.loads(line) for line in (workdir / "reports" / "index.jsonl").read_text().splitlines() if line.strip()]
+    deploy = next(e for e in entries if e.get("runbook") == "deploy")
+    made = [(site / "index.html", IMG_DIR / "site-index.png", "1280,330"),
+            (site / "records" / f"{deploy['run_id']}.html", IMG_DIR / "record.png", "1280,1180")]
+    for page, out, size in made:
+        screenshot(page, out, size, workdir)
+    return [out for _, out, _ in made]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="compare instead of rewriting; exit 1 on a difference")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (printed)")
     parser.add_argument("--tables-only", action="store_true", help="only the generated tables (no commands run)")
+    parser.add_argument("--no-screenshots", action="store_true", help="leave docs/img/ alone")
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_generated()
@@ -259,8 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     if not samples:
         return 1 if stale else 0
     workdir = Path(tempfile.mkdtemp(prefix="swrun-doc-samples-"))
+    shots: list[Path] = []
     try:
         results = run_all(samples, workdir)
+        if not args.check and not args.no_screenshots:
+            shots = screenshots(workdir)
     finally:
         stop_server(workdir)
         if args.keep:
@@ -276,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems or stale else 0
     changed = write(samples, results)
     print(f"{len(samples)} sample(s) regenerated; changed: {', '.join(str(p.relative_to(ROOT)) for p in changed) or 'none'}")
+    for shot in shots:
+        print(f"screenshot: {shot.relative_to(ROOT)}")
     return 0
 
 

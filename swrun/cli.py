@@ -634,8 +634,7 @@ def _embedded_default() -> str | None:
     server = EmbeddedServer()
     if not (server.data_dir / "PG_VERSION").exists():
         return None
-    print(f"swrun: using the embedded PostgreSQL in {server.data_dir}", file=sys.stderr)
-    return server.start().url()
+    return server.start().url()  # the report's "database copy:" line names it
 
 
 def _reports(args) -> int:

@@ -149,7 +149,9 @@ class Table:
         self.df = df.reset_index() if any(n is not None for n in df.index.names) else df
 
     def _repr_html_(self) -> str:
-        return frame_html(self.df)
+        return frame_html(self.df) + ("<p><i>(none)</i></p>" if self.df.empty else "")
 
     def __repr__(self) -> str:
-        return frame_text(self.df) if len(self.df.columns) else "(empty)"
+        if not len(self.df.columns):
+            return "(none)"
+        return frame_text(self.df) + ("\n(none)" if self.df.empty else "")

@@ -150,7 +150,8 @@ def _row(e: dict, link: str | None) -> str:
     outcome = e.get("outcome") or ""
     shown = outcome + (f" at {e['failed_step']}" if e.get("failed_step") else "")
     db = e.get("database") or {}
-    revs = f"{store._revs(e.get('revision_before'))} → {store._revs(e.get('revision_after'))}"
+    before, after = store._revs(e.get("revision_before")), store._revs(e.get("revision_after"))
+    revs = f"at {after}" if before == after and after != "-" else f"{before} → {after}"
     return (f'<tr data-run="{run}"><td class="run">{cell}</td><td>{esc(store._short_time(e.get("started")))}</td>'
             f'<td>{esc(str(e.get("environment") or ""))}</td><td>{esc(str(e.get("runbook") or ""))}</td>'
             f'<td class="{esc(outcome)}">{esc(shown)}</td><td>{esc(str(e.get("operator") or ""))}</td>'

@@ -19,6 +19,7 @@ SCRIPT = REPO / "scripts" / "doc_samples.py"
 def load():
     spec = importlib.util.spec_from_file_location("doc_samples", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("doc_samples", module)  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
 
