@@ -36,24 +36,24 @@ P_LOCKS = REPO / "tests" / "projects" / "p_locks" / "alembic.ini"
 
 
 class Load:
-    """``clients`` sessions, each a read and a write of accounts every ``every_s``; latencies kept with their time."""
+    """``clients`` sessions, each a read and a write of accounts every ``every_s``; latencies kept with
+    their time. They run in a process of their own (:class:`LoadProcess`), so swrun's Python work in
+    this process never shows up as the application's latency (the GIL)."""
 
     def __init__(self, url, clients: int, every_s: float):
         from swrun import database
 
         self.url, self.clients, self.every_s = url, clients, every_s
-        self.samples: list[tuple[float, float]] = []  # (started at, seconds)
+        self.samples: list[tuple[float, float]] = []  # (started at, seconds), time.monotonic: system-wide
         self.errors: list[tuple[float, str]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._client, args=(i, database), daemon=True) for i in range(clients)]
 
-    def start(self) -> "Load":
+    def run_until(self, stop) -> None:
         for t in self._threads:
             t.start()
-        return self
-
-    def stop(self) -> None:
+        stop.wait()
         self._stop.set()
         for t in self._threads:
             t.join(60)
@@ -95,6 +95,36 @@ class Load:
         return {"queries": len(lat), "p50_ms": 1000 * statistics.median(lat),
                 "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "worst_ms": 1000 * lat[-1],
                 "slow": sum(1 for s in lat if s > 0.5), "errors": len(errs)}
+
+
+def _load_main(url_text: str, clients: int, every_s: float, stop, out) -> None:
+    from swrun import database
+
+    load = Load(database.normalize_url(url_text), clients, every_s)
+    load.run_until(stop)
+    out.send((load.samples, load.errors))
+
+
+class LoadProcess:
+    def __init__(self, url, clients: int, every_s: float):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._stop, (self._recv, send) = ctx.Event(), ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_load_main, args=(url.render_as_string(hide_password=False), clients, every_s,
+                                                          self._stop, send), daemon=True)
+        self.samples, self.errors, self._lock = [], [], threading.Lock()
+
+    def start(self) -> "LoadProcess":
+        self._proc.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.samples, self.errors = self._recv.recv()
+        self._proc.join(60)
+
+    window = Load.window
 
 
 def long_reader(url, hold_s: float, started: threading.Event):
@@ -145,8 +175,8 @@ def prepared(server_url_for, name: str):
 
 
 def side(label: str, url, run, args) -> dict:
-    load = Load(url, args.clients, args.every_ms / 1000).start()
-    time.sleep(args.warmup_s)
+    load = LoadProcess(url, args.clients, args.every_ms / 1000).start()
+    time.sleep(args.warmup_s + 2)  # the process starts (spawn, imports) and warms up
     if run is None:  # the same load, no deploy: as long a window as a deploy's
         t0 = time.monotonic()
         time.sleep(args.baseline_s)
@@ -164,6 +194,9 @@ def side(label: str, url, run, args) -> dict:
     reader.join(args.reader_s + 30)
     time.sleep(0.5)
     load.stop()
+    worst = max(((t, s) for t, s in load.samples if t0 <= t <= t1), key=lambda x: x[1], default=None)
+    if worst is not None:
+        print(f"    worst query started {worst[0] - t0:.2f}s into the upgrade, took {worst[1]:.2f}s", flush=True)
     return {"label": label, **load.window(t0, t1), "deploy_s": t1 - t0, "attempts": outcome["attempts"],
             "lock_timeout": outcome["lock_timeout"]}
 
