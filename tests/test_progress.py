@@ -122,6 +122,15 @@ def test_backup_without_a_terminal_prints_a_few_plain_lines(big_db, tmp_path):
     assert "MB written" not in record.read_text()
 
 
+def test_quiet_keeps_the_step_lines(big_db, tmp_path):
+    proc = run_cli("deploy", "--steps", "status", "--quiet", "--database-url", big_db, "--reports-dir",
+                   tmp_path / "reports", "--backup-dir", tmp_path / "backups")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "Warning" not in ln and "_validate(" not in ln]
+    assert [ln.split(" (")[0] for ln in lines[:2]] == ["  → status ...", "  ✓ status ok"], proc.stderr
+    assert lines[2].startswith("swrun: SUCCEEDED") and len(lines) == 3, proc.stderr
+
+
 def test_json_prints_nothing_but_the_result(big_db, tmp_path):
     proc = run_cli("deploy", "--steps", "status", "--json", "--database-url", big_db, "--reports-dir",
                    tmp_path / "reports", "--backup-dir", tmp_path / "backups")
