@@ -775,7 +775,8 @@ class Display:
                    if phase.total else "{desc}: {n_fmt} {unit} {rate_fmt}{postfix}")
             if unit != "B" and phase.total:
                 fmt = "{desc}: {n_fmt}/{total_fmt} " + unit + " {percentage:3.0f}%, {elapsed}{postfix}"
-            phase.bar = self._bar(f"  → {self.step or ''} {phase.label}".rstrip(), total=phase.total or None,
+            named = phase.label if phase.label != self.step else ""  # "→ upgrade: ...", not "→ upgrade upgrade: ..."
+            phase.bar = self._bar(f"  → {self.step or ''} {named}".rstrip(), total=phase.total or None,
                                   unit=unit if unit != "B" else "B", unit_scale=unit == "B", bar_format=fmt)
         bar = phase.bar
         if phase.total and bar.total != phase.total:
