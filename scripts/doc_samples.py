@@ -117,6 +117,8 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("SWRUN_DATABASE_URL", "SWRUN_RECORD_KEY", "SWRUN_PLAIN_OUTPUT", "SWRUN_HOME", "SWRUN_URL_ENV")}
     env.update(COLUMNS="200", TERM="dumb", NO_COLOR="1", PYTHONUNBUFFERED="1")
+    # `swrun` is this interpreter's console script, also when its virtualenv is not activated (CI)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 
