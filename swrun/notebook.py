@@ -190,7 +190,7 @@ class Runbook:
             rows.append(("acknowledge", self.acknowledge))
         if self.override_gates:
             rows.append(("override gates", self.override_gates))
-        show_table(pd.DataFrame(rows, columns=["", "value"]), "run")
+        show_table(pd.DataFrame(rows, columns=["setting", "value"]), "run")
 
     def result(self, step: str) -> StepResult | None:
         return next((r for r in self.results if r.step == step), None)
