@@ -423,7 +423,12 @@ def _check_target(project: str | None, target) -> None:
     and relative targets depend on the database, which the runbook's status step reads."""
     import re
 
-    if not isinstance(target, str) or target in ("head", "heads", "base", "") or not re.fullmatch(r"[0-9A-Za-z_]+", target):
+    if not isinstance(target, str):
+        return
+    from . import params
+
+    params.check_text("target", target)  # a 2000-character value is too long before it is an unknown revision
+    if target in ("head", "heads", "base", "") or not re.fullmatch(r"[0-9A-Za-z_]+", target):
         return
     from .migrations import Project
 

@@ -365,7 +365,7 @@ CASES = [
                       setup=tiny_disk, at_head=True, failed_step="preflight", check=no_partial_backup),
                  id="backup-disk-too-small-preflight"),
     pytest.param(Case(("deploy", *DB, "--steps", "backup", "--backup-dir", "{blocker}"), STEP_FAILED,
-                      ("does not read back", "the disk is full"), setup=tiny_disk, at_head=True, failed_step="backup",
+                      ("cannot write the dump", "the disk is full"), setup=tiny_disk, at_head=True, failed_step="backup",
                       check=no_partial_backup), id="backup-disk-full"),
     pytest.param(Case(("reports", "list", "--reports-dir", "/nonexistent/reports"), USAGE, ("no reports directory",)),
                  id="reports-dir-missing"),

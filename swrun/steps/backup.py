@@ -13,6 +13,7 @@ proves the data of the tables it restores; ``verify_restore="full"`` restores ev
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import os
@@ -222,7 +223,10 @@ def run_pg_dump(argv: list[str], env: dict, partial: Path, fd: int | None) -> tu
         proc.kill()
         proc.wait()
         drain.join()
-        raise BackupError(f"cannot write the dump {partial.name}: {exc.strerror or exc}") from None
+        full = ""
+        if exc.errno == errno.ENOSPC:
+            full = f"; the disk is full ({shutil.disk_usage(partial.parent).free:,} bytes free in {partial.parent})"
+        raise BackupError(f"cannot write the dump {partial.name}: {exc.strerror or exc}{full}") from None
     finally:
         proc.stdout.close()
     code = proc.wait()
